@@ -1,0 +1,115 @@
+/* Public entry points: clear the error, validate, dispatch to a backend. */
+#include <stdlib.h>
+
+#include "cpu/cpu_backend.h"
+#include "cuda_backend.h"
+#include "error.h"
+#include "sampler.h"
+#include "validate.h"
+
+unsigned kiln_version_number(void)
+{
+    return KILN_VERSION_NUMBER;
+}
+
+const char *kiln_version_string(void)
+{
+    return KILN_VERSION_STRING;
+}
+
+kiln_status kiln_sampler_create(const kiln_config *config, kiln_sampler **sampler)
+{
+    kiln_clear_error();
+    if (!sampler)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "sampler (the output pointer) is NULL");
+    *sampler = NULL;
+    kiln_config cfg;
+    kiln_status st = kiln_validate_config(config, &cfg);
+    if (st)
+        return st;
+    kiln_sampler *s = (kiln_sampler *)calloc(1, sizeof *s);
+    if (!s)
+        return kiln_fail(KILN_ERROR_OUT_OF_MEMORY, "could not allocate the sampler");
+    s->config = cfg;
+    if (cfg.backend == KILN_BACKEND_CPU) {
+        s->config.num_threads = kiln_cpu_thread_count(cfg.num_threads);
+        s->workspace_bytes = kiln_cpu_workspace_size(&s->config);
+    } else {
+        st = kiln_cuda_create(s);
+        if (st) {
+            free(s);
+            return st;
+        }
+    }
+    *sampler = s;
+    return KILN_SUCCESS;
+}
+
+kiln_status kiln_sampler_destroy(kiln_sampler *sampler)
+{
+    kiln_clear_error();
+    if (!sampler)
+        return KILN_SUCCESS;
+    if (sampler->cuda)
+        kiln_cuda_destroy(sampler);
+    free(sampler);
+    return KILN_SUCCESS;
+}
+
+kiln_status kiln_sampler_workspace_size(const kiln_sampler *sampler, size_t *bytes)
+{
+    kiln_clear_error();
+    if (!sampler)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "sampler is NULL");
+    if (!bytes)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "bytes is NULL");
+    *bytes = sampler->workspace_bytes;
+    return KILN_SUCCESS;
+}
+
+kiln_status kiln_sampler_backend(const kiln_sampler *sampler, kiln_backend *backend)
+{
+    kiln_clear_error();
+    if (!sampler)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "sampler is NULL");
+    if (!backend)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "backend is NULL");
+    *backend = sampler->config.backend;
+    return KILN_SUCCESS;
+}
+
+kiln_status kiln_sample(kiln_sampler *sampler, const kiln_batch *batch,
+                        const kiln_sampling_params *params, const kiln_outputs *outputs,
+                        void *workspace, size_t workspace_size, kiln_stream stream)
+{
+    kiln_clear_error();
+    const int on_host = sampler && sampler->config.backend == KILN_BACKEND_CPU;
+    kiln_call call;
+    kiln_status st = kiln_validate_call(sampler, batch, params, outputs, workspace,
+                                        workspace_size, stream, on_host, &call);
+    if (st)
+        return st;
+    if (on_host) {
+        kiln_cpu_sample(sampler, &call);
+        return KILN_SUCCESS;
+    }
+    return kiln_cuda_sample(sampler, &call);
+}
+
+kiln_status kiln_best_of_n(kiln_sampler *sampler, const float *scores, int64_t num_groups,
+                           int32_t n, int32_t *best, kiln_stream stream)
+{
+    kiln_clear_error();
+    if (!sampler)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "sampler is NULL");
+    kiln_status st = kiln_validate_best_of_n(scores, num_groups, n, best);
+    if (st)
+        return st;
+    if (num_groups == 0)
+        return KILN_SUCCESS;
+    if (sampler->config.backend == KILN_BACKEND_CPU) {
+        kiln_cpu_best_of_n(scores, num_groups, n, best);
+        return KILN_SUCCESS;
+    }
+    return kiln_cuda_best_of_n(sampler, scores, num_groups, n, best, stream);
+}

@@ -1,0 +1,33 @@
+/* The CPU backend: the contract of docs/semantics.md on host memory, rows in
+ * parallel with OpenMP, every buffer carved from the caller's workspace. */
+#ifndef KILN_CPU_BACKEND_H
+#define KILN_CPU_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../sampler.h"
+#include "../shared/row_params.h"
+
+/* Worker threads the CPU backend uses for `requested` (0: OpenMP's default). */
+int kiln_cpu_thread_count(int requested);
+
+size_t kiln_cpu_workspace_size(const kiln_config *config);
+
+/* Samples a validated call. Cannot fail once validation passed. */
+void kiln_cpu_sample(const kiln_sampler *sampler, const kiln_call *call);
+
+void kiln_cpu_best_of_n(const float *scores, int64_t num_groups, int32_t n, int32_t *best);
+
+/* Stable sort of n (key, id) pairs by descending key, so equal keys keep
+ * ascending ids when the input ids ascend. The pointers are swapped as the
+ * passes ping-pong; on return *key and *id hold the sorted pairs. */
+void kiln_cpu_sort_desc(uint32_t **key, uint32_t **id, uint32_t **key_tmp, uint32_t **id_tmp,
+                        size_t n);
+
+/* Applies the penalties of one row's history to its logits `x` in place.
+ * `marks` is a V-entry array that must be all zero and is left all zero. */
+void kiln_cpu_apply_history(float *x, uint32_t *marks, const int32_t *ids, int64_t len,
+                            int64_t prompt_len, const kiln_row_params *r);
+
+#endif

@@ -1,0 +1,439 @@
+#include "validate.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include "error.h"
+#include "shared/row_params.h"
+
+/* ------------------------------------------------------------------ structs */
+
+/* Copies a caller's struct over `dst` (pre-filled with defaults). Only the
+ * caller's struct_size bytes are read, so an older, shorter struct works. */
+static kiln_status copy_sized(void *dst, const void *src, size_t known, const char *type)
+{
+    size_t given;
+    memcpy(&given, src, sizeof given);
+    if (given < sizeof(size_t) || given > known)
+        return kiln_fail(KILN_ERROR_INVALID_PARAMETER,
+                         "%s.struct_size = %zu; this library knows sizes %zu..%zu "
+                         "(start from the %s initializer macro)",
+                         type, given, sizeof(size_t), known, type);
+    memcpy(dst, src, given);
+    return KILN_SUCCESS;
+}
+
+kiln_status kiln_validate_config(const kiln_config *in, kiln_config *out)
+{
+    if (!in)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "config is NULL");
+    kiln_config defaults = KILN_CONFIG_INIT;
+    *out = defaults;
+    kiln_status st = copy_sized(out, in, sizeof *out, "kiln_config");
+    if (st)
+        return kiln_fail(KILN_ERROR_INVALID_CONFIG, "%s", kiln_last_error());
+    if (out->backend != KILN_BACKEND_CPU && out->backend != KILN_BACKEND_CUDA)
+        return kiln_fail(KILN_ERROR_INVALID_CONFIG, "config.backend = %d is not a kiln_backend",
+                         (int)out->backend);
+    if (out->max_batch < 1)
+        return kiln_fail(KILN_ERROR_INVALID_CONFIG, "config.max_batch = %lld must be >= 1",
+                         (long long)out->max_batch);
+    if (out->max_vocab < 1 || out->max_vocab > KILN_MAX_VOCAB_SIZE)
+        return kiln_fail(KILN_ERROR_INVALID_CONFIG,
+                         "config.max_vocab = %lld is outside [1, %lld] (masses have %d "
+                         "fractional bits and every sum must fit 64 bits)",
+                         (long long)out->max_vocab, (long long)KILN_MAX_VOCAB_SIZE,
+                         KILN_MASS_FRACTION_BITS);
+    if (out->max_samples < 1)
+        return kiln_fail(KILN_ERROR_INVALID_CONFIG, "config.max_samples = %d must be >= 1",
+                         (int)out->max_samples);
+    if (out->max_history < 0)
+        return kiln_fail(KILN_ERROR_INVALID_CONFIG, "config.max_history = %lld must be >= 0",
+                         (long long)out->max_history);
+    if (out->num_threads < 0)
+        return kiln_fail(KILN_ERROR_INVALID_CONFIG,
+                         "config.num_threads = %d must be >= 0 (0: OpenMP's default)",
+                         out->num_threads);
+    /* Bound the products the workspace size is built from. */
+    if (out->max_batch > ((int64_t)1 << 31) || out->max_samples > (1 << 24) ||
+        out->max_history > ((int64_t)1 << 31))
+        return kiln_fail(KILN_ERROR_INVALID_CONFIG,
+                         "config limits too large: max_batch <= 2^31, max_samples <= 2^24, "
+                         "max_history <= 2^31");
+    return KILN_SUCCESS;
+}
+
+/* ------------------------------------------------------------ buffer ranges */
+
+typedef struct region {
+    const char *name;
+    uintptr_t begin, end; /* [begin, end) bytes */
+    int is_output;
+} region;
+
+typedef struct region_list {
+    region r[24];
+    int n;
+} region_list;
+
+static void add_region(region_list *list, const char *name, const void *p, uint64_t bytes,
+                       int is_output)
+{
+    if (!p || bytes == 0)
+        return;
+    region *r = &list->r[list->n++];
+    r->name = name;
+    r->begin = (uintptr_t)p;
+    r->end = (uintptr_t)p + (uintptr_t)bytes;
+    r->is_output = is_output;
+}
+
+/* Outputs must not overlap anything; inputs may share memory with inputs. */
+static kiln_status check_overlaps(const region_list *list)
+{
+    for (int i = 0; i < list->n; ++i)
+        for (int j = i + 1; j < list->n; ++j) {
+            const region *a = &list->r[i], *b = &list->r[j];
+            if (!a->is_output && !b->is_output)
+                continue;
+            if (a->begin < b->end && b->begin < a->end)
+                return kiln_fail(KILN_ERROR_OVERLAP, "%s overlaps %s", a->name, b->name);
+        }
+    return KILN_SUCCESS;
+}
+
+static kiln_status check_aligned(const void *p, size_t align, const char *name)
+{
+    if ((uintptr_t)p % align)
+        return kiln_fail(KILN_ERROR_MISALIGNED, "%s = %p is not aligned to %zu bytes", name, p,
+                         align);
+    return KILN_SUCCESS;
+}
+
+/* --------------------------------------------------------------- parameters */
+
+static const char *field_name(kiln_field f)
+{
+    switch (f) {
+    case KILN_FIELD_TEMPERATURE: return "temperature";
+    case KILN_FIELD_TOP_P: return "top_p";
+    case KILN_FIELD_MIN_P: return "min_p";
+    case KILN_FIELD_REPETITION_PENALTY: return "repetition_penalty";
+    case KILN_FIELD_PRESENCE_PENALTY: return "presence_penalty";
+    case KILN_FIELD_FREQUENCY_PENALTY: return "frequency_penalty";
+    case KILN_FIELD_NONE: break;
+    }
+    return "?";
+}
+
+static const char *field_rule(kiln_field f)
+{
+    switch (f) {
+    case KILN_FIELD_TEMPERATURE: return "must be finite and >= 0 (0 is greedy)";
+    case KILN_FIELD_TOP_P: return "is outside (0, 1] (1 disables top-p)";
+    case KILN_FIELD_MIN_P: return "is outside [0, 1] (0 disables min-p)";
+    case KILN_FIELD_REPETITION_PENALTY: return "must be finite and > 0 (1 disables it)";
+    case KILN_FIELD_PRESENCE_PENALTY: return "must be finite (0 disables it)";
+    case KILN_FIELD_FREQUENCY_PENALTY: return "must be finite (0 disables it)";
+    case KILN_FIELD_NONE: break;
+    }
+    return "";
+}
+
+static float field_value(const kiln_row_params *r, kiln_field f)
+{
+    switch (f) {
+    case KILN_FIELD_TEMPERATURE: return r->temperature;
+    case KILN_FIELD_TOP_P: return r->top_p;
+    case KILN_FIELD_MIN_P: return r->min_p;
+    case KILN_FIELD_REPETITION_PENALTY: return r->repetition;
+    case KILN_FIELD_PRESENCE_PENALTY: return r->presence;
+    case KILN_FIELD_FREQUENCY_PENALTY: return r->frequency;
+    case KILN_FIELD_NONE: break;
+    }
+    return 0.0f;
+}
+
+static const void *field_array(const kiln_sampling_params *p, kiln_field f)
+{
+    switch (f) {
+    case KILN_FIELD_TEMPERATURE: return p->temperature;
+    case KILN_FIELD_TOP_P: return p->top_p;
+    case KILN_FIELD_MIN_P: return p->min_p;
+    case KILN_FIELD_REPETITION_PENALTY: return p->repetition_penalty;
+    case KILN_FIELD_PRESENCE_PENALTY: return p->presence_penalty;
+    case KILN_FIELD_FREQUENCY_PENALTY: return p->frequency_penalty;
+    case KILN_FIELD_NONE: break;
+    }
+    return NULL;
+}
+
+static kiln_status param_fault(const kiln_sampling_params *p, const kiln_row_params *r,
+                               kiln_field f, int64_t row)
+{
+    if (field_array(p, f))
+        return kiln_fail(KILN_ERROR_INVALID_PARAMETER, "%s[%lld] = %g %s", field_name(f),
+                         (long long)row, (double)field_value(r, f), field_rule(f));
+    return kiln_fail(KILN_ERROR_INVALID_PARAMETER, "%s_all = %g %s", field_name(f),
+                     (double)field_value(r, f), field_rule(f));
+}
+
+/* The all-rows scalars that are in use (their array is NULL); array-backed
+ * fields are replaced by a valid placeholder. */
+static kiln_status check_scalars(const kiln_sampling_params *p)
+{
+    kiln_sampling_params s = *p;
+    kiln_sampling_params defaults = KILN_SAMPLING_PARAMS_INIT;
+    if (p->temperature) s.temperature_all = defaults.temperature_all;
+    if (p->top_p) s.top_p_all = defaults.top_p_all;
+    if (p->min_p) s.min_p_all = defaults.min_p_all;
+    if (p->repetition_penalty) s.repetition_penalty_all = defaults.repetition_penalty_all;
+    if (p->presence_penalty) s.presence_penalty_all = defaults.presence_penalty_all;
+    if (p->frequency_penalty) s.frequency_penalty_all = defaults.frequency_penalty_all;
+    s.temperature = NULL;
+    s.top_p = s.min_p = s.repetition_penalty = s.presence_penalty = s.frequency_penalty = NULL;
+    kiln_row_params r = kiln_row_params_at(&s, 0);
+    kiln_field f = kiln_row_params_fault(&r);
+    return f == KILN_FIELD_NONE ? KILN_SUCCESS : param_fault(&s, &r, f, 0);
+}
+
+static kiln_status check_param_arrays(const kiln_sampling_params *p, int64_t rows)
+{
+    for (int64_t b = 0; b < rows; ++b) {
+        kiln_row_params r = kiln_row_params_at(p, b);
+        kiln_field f = kiln_row_params_fault(&r);
+        if (f != KILN_FIELD_NONE)
+            return param_fault(p, &r, f, b);
+    }
+    return KILN_SUCCESS;
+}
+
+/* ------------------------------------------------------------------ history */
+
+static kiln_status check_history(const kiln_batch *bt, int64_t max_history)
+{
+    const int64_t *off = bt->history_offsets;
+    if (off[0] < 0)
+        return kiln_fail(KILN_ERROR_INVALID_PARAMETER, "history_offsets[0] = %lld is negative",
+                         (long long)off[0]);
+    for (int64_t b = 0; b < bt->num_rows; ++b) {
+        int64_t len = off[b + 1] - off[b];
+        if (off[b + 1] < off[b])
+            return kiln_fail(KILN_ERROR_INVALID_PARAMETER,
+                             "history_offsets[%lld] = %lld is below history_offsets[%lld] = %lld",
+                             (long long)(b + 1), (long long)off[b + 1], (long long)b,
+                             (long long)off[b]);
+        if (len > max_history)
+            return kiln_fail(KILN_ERROR_INVALID_SHAPE,
+                             "row %lld has %lld history ids, over the sampler's max_history = %lld",
+                             (long long)b, (long long)len, (long long)max_history);
+        if (bt->prompt_lengths) {
+            int32_t pl = bt->prompt_lengths[b];
+            if (pl < 0 || pl > len)
+                return kiln_fail(KILN_ERROR_INVALID_PARAMETER,
+                                 "prompt_lengths[%lld] = %d is outside [0, %lld] (the row's "
+                                 "history length)",
+                                 (long long)b, (int)pl, (long long)len);
+        }
+        for (int64_t i = off[b]; i < off[b + 1]; ++i) {
+            int32_t id = bt->history_ids[i];
+            if (id < 0 || id >= bt->vocab_size)
+                return kiln_fail(KILN_ERROR_INVALID_PARAMETER,
+                                 "history_ids[%lld] = %d (row %lld) is outside [0, %lld)",
+                                 (long long)i, (int)id, (long long)b,
+                                 (long long)bt->vocab_size);
+        }
+    }
+    return KILN_SUCCESS;
+}
+
+/* --------------------------------------------------------------------- call */
+
+static size_t dtype_size(kiln_dtype d)
+{
+    return d == KILN_DTYPE_F32 ? 4 : 2;
+}
+
+#define CHECK(expr)                   \
+    do {                              \
+        kiln_status check_st = expr;  \
+        if (check_st != KILN_SUCCESS) \
+            return check_st;          \
+    } while (0)
+
+kiln_status kiln_validate_call(const kiln_sampler *sampler, const kiln_batch *batch,
+                               const kiln_sampling_params *params,
+                               const kiln_outputs *outputs, void *workspace,
+                               size_t workspace_size, kiln_stream stream,
+                               int arrays_on_host, kiln_call *call)
+{
+    if (!sampler)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "sampler is NULL");
+    if (!batch)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "batch is NULL");
+    if (!params)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "params is NULL");
+    if (!outputs)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "outputs is NULL");
+    const kiln_config *cfg = &sampler->config;
+
+    kiln_batch bdef = KILN_BATCH_INIT;
+    kiln_sampling_params pdef = KILN_SAMPLING_PARAMS_INIT;
+    kiln_outputs odef = KILN_OUTPUTS_INIT;
+    call->batch = bdef;
+    call->params = pdef;
+    call->outputs = odef;
+    CHECK(copy_sized(&call->batch, batch, sizeof call->batch, "kiln_batch"));
+    CHECK(copy_sized(&call->params, params, sizeof call->params, "kiln_sampling_params"));
+    CHECK(copy_sized(&call->outputs, outputs, sizeof call->outputs, "kiln_outputs"));
+    call->workspace = workspace;
+    call->workspace_size = workspace_size;
+    call->stream = stream;
+    kiln_batch *bt = &call->batch;
+    kiln_sampling_params *p = &call->params;
+    kiln_outputs *o = &call->outputs;
+
+    /* shapes */
+    if (bt->dtype != KILN_DTYPE_F32 && bt->dtype != KILN_DTYPE_F16 &&
+        bt->dtype != KILN_DTYPE_BF16)
+        return kiln_fail(KILN_ERROR_INVALID_PARAMETER, "batch.dtype = %d is not a kiln_dtype",
+                         (int)bt->dtype);
+    if (bt->num_rows < 1 || bt->num_rows > cfg->max_batch)
+        return kiln_fail(KILN_ERROR_INVALID_SHAPE,
+                         "batch.num_rows = %lld is outside [1, %lld] (the sampler's max_batch)",
+                         (long long)bt->num_rows, (long long)cfg->max_batch);
+    if (bt->vocab_size < 1 || bt->vocab_size > cfg->max_vocab)
+        return kiln_fail(KILN_ERROR_INVALID_SHAPE,
+                         "batch.vocab_size = %lld is outside [1, %lld] (the sampler's max_vocab)",
+                         (long long)bt->vocab_size, (long long)cfg->max_vocab);
+    if (bt->num_samples < 1 || bt->num_samples > cfg->max_samples)
+        return kiln_fail(KILN_ERROR_INVALID_SHAPE,
+                         "batch.num_samples = %d is outside [1, %d] (the sampler's max_samples)",
+                         (int)bt->num_samples, (int)cfg->max_samples);
+    if (bt->row_stride == 0)
+        bt->row_stride = bt->vocab_size;
+    const size_t esize = dtype_size(bt->dtype);
+    if (bt->row_stride < bt->vocab_size ||
+        bt->row_stride > (INT64_MAX / (int64_t)esize - bt->vocab_size) / bt->num_rows)
+        return kiln_fail(KILN_ERROR_INVALID_SHAPE,
+                         "batch.row_stride = %lld is outside [vocab_size = %lld, 2^63 / (rows "
+                         "* element size)]",
+                         (long long)bt->row_stride, (long long)bt->vocab_size);
+    if (o->probs_row_stride == 0)
+        o->probs_row_stride = bt->vocab_size;
+    if (o->probs_row_stride < bt->vocab_size ||
+        o->probs_row_stride > (INT64_MAX / 4 - bt->vocab_size) / bt->num_rows)
+        return kiln_fail(KILN_ERROR_INVALID_SHAPE,
+                         "outputs.probs_row_stride = %lld is outside [vocab_size = %lld, 2^63 / "
+                         "(rows * 4)]",
+                         (long long)o->probs_row_stride, (long long)bt->vocab_size);
+
+    /* required pointers */
+    if (!bt->logits)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "batch.logits is NULL");
+    if (!o->tokens)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "outputs.tokens is NULL");
+    if (bt->history_offsets && !bt->history_ids)
+        return kiln_fail(KILN_ERROR_NULL_POINTER,
+                         "batch.history_ids is NULL but batch.history_offsets is set");
+    if (!bt->history_offsets && (bt->history_ids || bt->prompt_lengths))
+        return kiln_fail(KILN_ERROR_NULL_POINTER,
+                         "batch.history_offsets is NULL but history_ids or prompt_lengths is set");
+    if (bt->history_offsets && cfg->max_history == 0)
+        return kiln_fail(KILN_ERROR_INVALID_SHAPE,
+                         "batch.history_offsets is set but the sampler was created with "
+                         "max_history = 0");
+    if (sampler->workspace_bytes > 0 && !workspace)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "workspace is NULL (%zu bytes needed)",
+                         sampler->workspace_bytes);
+    if (workspace_size < sampler->workspace_bytes)
+        return kiln_fail(KILN_ERROR_WORKSPACE_TOO_SMALL,
+                         "workspace_size = %zu is below the %zu bytes kiln_sampler_workspace_size "
+                         "reported",
+                         workspace_size, sampler->workspace_bytes);
+
+    /* alignment */
+    CHECK(check_aligned(bt->logits, esize, "batch.logits"));
+    CHECK(check_aligned(bt->history_offsets, 8, "batch.history_offsets"));
+    CHECK(check_aligned(bt->history_ids, 4, "batch.history_ids"));
+    CHECK(check_aligned(bt->prompt_lengths, 4, "batch.prompt_lengths"));
+    CHECK(check_aligned(p->temperature, 4, "params.temperature"));
+    CHECK(check_aligned(p->top_k, 4, "params.top_k"));
+    CHECK(check_aligned(p->top_p, 4, "params.top_p"));
+    CHECK(check_aligned(p->min_p, 4, "params.min_p"));
+    CHECK(check_aligned(p->repetition_penalty, 4, "params.repetition_penalty"));
+    CHECK(check_aligned(p->presence_penalty, 4, "params.presence_penalty"));
+    CHECK(check_aligned(p->frequency_penalty, 4, "params.frequency_penalty"));
+    CHECK(check_aligned(p->seed, 8, "params.seed"));
+    CHECK(check_aligned(p->offset, 8, "params.offset"));
+    CHECK(check_aligned(o->tokens, 4, "outputs.tokens"));
+    CHECK(check_aligned(o->logprobs, 4, "outputs.logprobs"));
+    CHECK(check_aligned(o->raw_logprobs, 4, "outputs.raw_logprobs"));
+    CHECK(check_aligned(o->probs, 4, "outputs.probs"));
+    CHECK(check_aligned(o->kept_counts, 4, "outputs.kept_counts"));
+
+    /* overlaps */
+    const uint64_t rows = (uint64_t)bt->num_rows, draws = rows * (uint64_t)bt->num_samples;
+    region_list list;
+    list.n = 0;
+    add_region(&list, "batch.logits", bt->logits,
+               ((rows - 1) * (uint64_t)bt->row_stride + (uint64_t)bt->vocab_size) * esize, 0);
+    if (bt->history_offsets) {
+        add_region(&list, "batch.history_offsets", bt->history_offsets, (rows + 1) * 8, 0);
+        if (arrays_on_host)
+            add_region(&list, "batch.history_ids", bt->history_ids,
+                       (uint64_t)(bt->history_offsets[rows] > 0 ? bt->history_offsets[rows] : 0) * 4,
+                       0);
+    }
+    add_region(&list, "batch.prompt_lengths", bt->prompt_lengths, rows * 4, 0);
+    add_region(&list, "params.temperature", p->temperature, rows * 4, 0);
+    add_region(&list, "params.top_k", p->top_k, rows * 4, 0);
+    add_region(&list, "params.top_p", p->top_p, rows * 4, 0);
+    add_region(&list, "params.min_p", p->min_p, rows * 4, 0);
+    add_region(&list, "params.repetition_penalty", p->repetition_penalty, rows * 4, 0);
+    add_region(&list, "params.presence_penalty", p->presence_penalty, rows * 4, 0);
+    add_region(&list, "params.frequency_penalty", p->frequency_penalty, rows * 4, 0);
+    add_region(&list, "params.seed", p->seed, rows * 8, 0);
+    add_region(&list, "params.offset", p->offset, rows * 8, 0);
+    add_region(&list, "outputs.tokens", o->tokens, draws * 4, 1);
+    add_region(&list, "outputs.logprobs", o->logprobs, draws * 4, 1);
+    add_region(&list, "outputs.raw_logprobs", o->raw_logprobs, draws * 4, 1);
+    add_region(&list, "outputs.probs", o->probs,
+               ((rows - 1) * (uint64_t)o->probs_row_stride + (uint64_t)bt->vocab_size) * 4, 1);
+    add_region(&list, "outputs.kept_counts", o->kept_counts, rows * 4, 1);
+    add_region(&list, "outputs.valid", o->valid, rows, 1);
+    add_region(&list, "workspace", workspace, sampler->workspace_bytes, 1);
+    CHECK(check_overlaps(&list));
+
+    /* values */
+    CHECK(check_scalars(p));
+    if (arrays_on_host) {
+        CHECK(check_param_arrays(p, bt->num_rows));
+        if (bt->history_offsets)
+            CHECK(check_history(bt, cfg->max_history));
+    }
+    return KILN_SUCCESS;
+}
+
+kiln_status kiln_validate_best_of_n(const float *scores, int64_t num_groups, int32_t n,
+                                    const int32_t *best)
+{
+    if (!scores)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "scores is NULL");
+    if (!best)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "best is NULL");
+    if (num_groups < 0)
+        return kiln_fail(KILN_ERROR_INVALID_SHAPE, "num_groups = %lld must be >= 0",
+                         (long long)num_groups);
+    if (n < 1)
+        return kiln_fail(KILN_ERROR_INVALID_SHAPE, "n = %d must be >= 1", (int)n);
+    if (num_groups > INT64_MAX / 4 / n)
+        return kiln_fail(KILN_ERROR_INVALID_SHAPE, "num_groups * n is too large");
+    CHECK(check_aligned(scores, 4, "scores"));
+    CHECK(check_aligned(best, 4, "best"));
+    region_list list;
+    list.n = 0;
+    add_region(&list, "scores", scores, (uint64_t)num_groups * (uint64_t)n * 4, 0);
+    add_region(&list, "best", best, (uint64_t)num_groups * 4, 1);
+    return check_overlaps(&list);
+}

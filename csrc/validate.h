@@ -1,0 +1,23 @@
+/* Argument checks for every public entry point. Each returns the status and
+ * sets the last-error message naming the field (and row) at fault. */
+#ifndef KILN_VALIDATE_H
+#define KILN_VALIDATE_H
+
+#include "sampler.h"
+
+/* Checks `in` and writes it to `out` with defaults resolved. */
+kiln_status kiln_validate_config(const kiln_config *in, kiln_config *out);
+
+/* Checks one kiln_sample call and fills `call`. Per-row arrays are read only
+ * when `arrays_on_host` (CPU backend); otherwise only host scalars and
+ * pointers are checked and the device checks the values. */
+kiln_status kiln_validate_call(const kiln_sampler *sampler, const kiln_batch *batch,
+                               const kiln_sampling_params *params,
+                               const kiln_outputs *outputs, void *workspace,
+                               size_t workspace_size, kiln_stream stream,
+                               int arrays_on_host, kiln_call *call);
+
+kiln_status kiln_validate_best_of_n(const float *scores, int64_t num_groups, int32_t n,
+                                    const int32_t *best);
+
+#endif

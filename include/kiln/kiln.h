@@ -1,0 +1,273 @@
+/*
+ * kiln — batched LLM token sampling on the CPU and on CUDA GPUs.
+ *
+ * One call turns a batch of logits [B, V] into sampled token ids: repetition,
+ * presence and frequency penalties, temperature (T = 0 is greedy), top-k,
+ * top-p, min-p, n draws per row with log-probabilities. The CPU and CUDA
+ * backends return the same bytes for the same input; docs/semantics.md is the
+ * contract both are held to.
+ *
+ * Conventions used throughout this header:
+ *  - Every fallible function returns a kiln_status and writes results through
+ *    pointers. On failure, kiln_last_error() names the field (and row) at fault.
+ *    The library never prints and never aborts.
+ *  - "Backend memory" means host memory for KILN_BACKEND_CPU and device memory
+ *    (or managed memory) of the sampler's device for KILN_BACKEND_CUDA.
+ *  - Structs that start with `struct_size` can grow: fields are only appended,
+ *    and a caller compiled against an older header gets defaults for the rest.
+ *    Always start from the *_INIT macro.
+ *  - The stream is the last argument. The CPU backend ignores it and works
+ *    synchronously on the calling thread (with OpenMP threads under it).
+ */
+#ifndef KILN_KILN_H
+#define KILN_KILN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kiln/kiln_version.h"
+
+#if defined(_WIN32)
+#define KILN_API
+#elif defined(__GNUC__) || defined(__clang__)
+#define KILN_API __attribute__((visibility("default")))
+#else
+#define KILN_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ limits */
+
+/* Token masses are unsigned 64-bit fixed-point numbers with this many
+ * fractional bits; the most likely token of a row has mass 2^40 exactly. */
+#define KILN_MASS_FRACTION_BITS 40
+/* Largest vocabulary: V * 2^40 must stay below 2^64 so that every sum of
+ * masses is exact. */
+#define KILN_MAX_VOCAB_SIZE ((int64_t)((1 << 24) - 1))
+
+/* ------------------------------------------------------------------ status */
+
+/* Values are fixed forever; new codes are only appended. */
+typedef enum kiln_status {
+    KILN_SUCCESS = 0,
+    KILN_ERROR_NULL_POINTER = 1,        /* a required pointer is NULL */
+    KILN_ERROR_INVALID_SHAPE = 2,       /* B, V, n, stride, or over the sampler's limits */
+    KILN_ERROR_INVALID_PARAMETER = 3,   /* a parameter value, dtype, or history id */
+    KILN_ERROR_INVALID_CONFIG = 4,      /* a kiln_config field at creation */
+    KILN_ERROR_WORKSPACE_TOO_SMALL = 5, /* workspace smaller than the query said */
+    KILN_ERROR_MISALIGNED = 6,          /* a pointer not aligned to its element type */
+    KILN_ERROR_OVERLAP = 7,             /* an output overlaps another buffer */
+    KILN_ERROR_OUT_OF_MEMORY = 8,       /* handle creation could not allocate */
+    KILN_ERROR_BACKEND_UNAVAILABLE = 9, /* backend not built in, or no such device */
+    KILN_ERROR_CUDA = 10,               /* a CUDA call failed; the message holds its string */
+    KILN_ERROR_INTERNAL = 11            /* a bug in kiln; please report the message */
+} kiln_status;
+
+/* A static, never-NULL English name for a status ("KILN_ERROR_OVERLAP: ..."). */
+KILN_API const char *kiln_status_string(kiln_status status);
+
+/* The detail of the last failure on the calling thread, e.g.
+ * "top_p[17] = 1.5 is outside (0, 1]". Thread-local; never NULL; "" after a
+ * success. Valid until the next kiln call on this thread. */
+KILN_API const char *kiln_last_error(void);
+
+/* ----------------------------------------------------------------- version */
+
+/* KILN_VERSION_NUMBER of the library actually linked (compare with the
+ * header's KILN_VERSION_NUMBER to detect a mismatch). */
+KILN_API unsigned kiln_version_number(void);
+/* "MAJOR.MINOR.PATCH" of the library actually linked. */
+KILN_API const char *kiln_version_string(void);
+
+/* ------------------------------------------------------------------- types */
+
+typedef enum kiln_backend {
+    KILN_BACKEND_CPU = 0,
+    KILN_BACKEND_CUDA = 1
+} kiln_backend;
+
+typedef enum kiln_dtype {
+    KILN_DTYPE_F32 = 0,
+    KILN_DTYPE_F16 = 1, /* IEEE binary16 */
+    KILN_DTYPE_BF16 = 2 /* bfloat16 */
+} kiln_dtype;
+
+/* cudaStream_t without including the CUDA headers: a cudaStream_t converts to
+ * it implicitly. NULL is the legacy default stream. */
+typedef struct CUstream_st *kiln_stream;
+
+/* Opaque sampler: caches the backend, device properties and workspace size.
+ * Use one sampler per host thread; different samplers may be used
+ * concurrently from different threads. */
+typedef struct kiln_sampler kiln_sampler;
+
+/* How a sampler is created. Start from KILN_CONFIG_INIT. */
+typedef struct kiln_config {
+    size_t struct_size;   /* sizeof(kiln_config) */
+    kiln_backend backend; /* default KILN_BACKEND_CPU */
+    int device;           /* CUDA device ordinal; ignored by the CPU backend */
+    int64_t max_batch;    /* rows per call, >= 1 */
+    int64_t max_vocab;    /* vocabulary size per call, 1..KILN_MAX_VOCAB_SIZE */
+    int32_t max_samples;  /* draws per row (n) per call, >= 1 */
+    int64_t max_history;  /* history ids per row for penalties, >= 0 (0: no histories) */
+    int num_threads;      /* CPU backend: OpenMP threads per call; 0 = OpenMP's default */
+} kiln_config;
+
+#define KILN_CONFIG_INIT { sizeof(kiln_config), KILN_BACKEND_CPU, 0, 1, 0, 1, 0, 0 }
+
+/* The batch to sample. Start from KILN_BATCH_INIT.
+ *
+ * logits: backend memory, row b starts at element b * row_stride, V elements
+ *   of `dtype`, aligned to the element size. Not modified.
+ * history: optional token history per row in CSR form, for the penalties.
+ *   Row b's ids are history_ids[history_offsets[b] .. history_offsets[b+1]),
+ *   all in [0, V); the first prompt_lengths[b] of them are prompt tokens, the
+ *   rest generated tokens. history_offsets has num_rows + 1 non-decreasing
+ *   entries; history_offsets == NULL means no history for any row.
+ *   prompt_lengths == NULL means every history token was generated. */
+typedef struct kiln_batch {
+    size_t struct_size;             /* sizeof(kiln_batch) */
+    kiln_dtype dtype;               /* dtype of the logits */
+    const void *logits;             /* [num_rows, row_stride] backend memory */
+    int64_t num_rows;               /* B >= 1 */
+    int64_t vocab_size;             /* V >= 1 */
+    int64_t row_stride;             /* elements between rows, >= V; 0 means V */
+    int32_t num_samples;            /* n >= 1 draws per row */
+    const int64_t *history_offsets; /* [num_rows + 1] backend memory, or NULL */
+    const int32_t *history_ids;     /* [history_offsets[num_rows]] backend memory */
+    const int32_t *prompt_lengths;  /* [num_rows] backend memory, or NULL */
+} kiln_batch;
+
+#define KILN_BATCH_INIT { sizeof(kiln_batch), KILN_DTYPE_F32, NULL, 0, 0, 0, 1, NULL, NULL, NULL }
+
+/* Per-row parameters. For each parameter, `name` points to num_rows values in
+ * backend memory, or is NULL and `name_all` applies to every row (a host
+ * value). Start from KILN_SAMPLING_PARAMS_INIT, whose defaults disable every
+ * transform (T = 1, no filter, no penalty).
+ *
+ * temperature         finite, >= 0; 0 is greedy (argmax, ties to the lowest id)
+ * top_k               keep the k most likely tokens; k <= 0 or k >= V disables
+ * top_p               in (0, 1]; keep the shortest most-likely prefix holding p
+ *                     of the top-k mass; 1 disables
+ * min_p               in [0, 1]; keep tokens with mass >= min_p * max mass;
+ *                     0 disables
+ * repetition_penalty  finite, > 0; HF/CTRL rule over prompt and generated
+ *                     tokens; 1 disables
+ * presence_penalty    finite; subtracted once from each generated token; 0 disables
+ * frequency_penalty   finite; subtracted per generated occurrence; 0 disables
+ * seed, offset        Philox key and draw counter; a row's draws depend on its
+ *                     seed, offset and sample index only */
+typedef struct kiln_sampling_params {
+    size_t struct_size; /* sizeof(kiln_sampling_params) */
+    const float *temperature;
+    float temperature_all;
+    const int32_t *top_k;
+    int32_t top_k_all;
+    const float *top_p;
+    float top_p_all;
+    const float *min_p;
+    float min_p_all;
+    const float *repetition_penalty;
+    float repetition_penalty_all;
+    const float *presence_penalty;
+    float presence_penalty_all;
+    const float *frequency_penalty;
+    float frequency_penalty_all;
+    const uint64_t *seed;
+    uint64_t seed_all;
+    const uint64_t *offset;
+    uint64_t offset_all;
+} kiln_sampling_params;
+
+#define KILN_SAMPLING_PARAMS_INIT                                                            \
+    { sizeof(kiln_sampling_params), NULL, 1.0f, NULL, 0, NULL, 1.0f, NULL, 0.0f, NULL, 1.0f, \
+      NULL, 0.0f, NULL, 0.0f, NULL, 0, NULL, 0 }
+
+/* Where results go; all backend memory, none may overlap another buffer of
+ * the call. Start from KILN_OUTPUTS_INIT. Only `tokens` is required.
+ *
+ * tokens        [B, n]  sampled ids in [0, V), or -1 for an invalid row
+ * logprobs      [B, n]  log-probability of each draw under the final
+ *                       distribution (0 for greedy rows; NaN if invalid)
+ * raw_logprobs  [B, n]  log-softmax of the penalised logits at T = 1
+ * probs         [B, probs_row_stride]  final probabilities, 0 outside the
+ *                       kept set, V written per row (all 0 if invalid)
+ * kept_counts   [B]     number of tokens that could be drawn (0 if invalid)
+ * valid         [B]     1 if the row was sampled, 0 if it was invalid */
+typedef struct kiln_outputs {
+    size_t struct_size; /* sizeof(kiln_outputs) */
+    int32_t *tokens;
+    float *logprobs;
+    float *raw_logprobs;
+    float *probs;
+    int64_t probs_row_stride; /* elements, >= V; 0 means V */
+    int32_t *kept_counts;
+    uint8_t *valid;
+} kiln_outputs;
+
+#define KILN_OUTPUTS_INIT { sizeof(kiln_outputs), NULL, NULL, NULL, NULL, 0, NULL, NULL }
+
+/* ------------------------------------------------------- sampler lifecycle */
+
+/* Creates a sampler for `config`. For KILN_BACKEND_CUDA the device is
+ * queried here, once. *sampler is set to NULL on failure.
+ * Errors: NULL_POINTER, INVALID_CONFIG, BACKEND_UNAVAILABLE (CUDA not built in,
+ * no device, or bad ordinal), OUT_OF_MEMORY, CUDA. */
+KILN_API kiln_status kiln_sampler_create(const kiln_config *config, kiln_sampler **sampler);
+
+/* Destroys a sampler; NULL is a no-op. Work enqueued on a stream must be
+ * complete (or the stream synchronised) before the sampler is destroyed. */
+KILN_API kiln_status kiln_sampler_destroy(kiln_sampler *sampler);
+
+/* Bytes of workspace kiln_sample needs for any call within the sampler's
+ * limits. Launches nothing, allocates nothing. The workspace is backend
+ * memory (device memory for CUDA), owned by the caller, aligned to 256 bytes,
+ * and must not be used by another call in flight.
+ * Errors: NULL_POINTER. */
+KILN_API kiln_status kiln_sampler_workspace_size(const kiln_sampler *sampler, size_t *bytes);
+
+/* The backend a sampler was created with. Errors: NULL_POINTER. */
+KILN_API kiln_status kiln_sampler_backend(const kiln_sampler *sampler, kiln_backend *backend);
+
+/* ---------------------------------------------------------------- sampling */
+
+/* Samples every row of `batch`: penalties, temperature, top-k, top-p, min-p,
+ * then n draws per row (docs/semantics.md). Rows are independent: a row's
+ * output bytes depend only on its own logits, history, parameters, seed and
+ * offset, and are identical on every backend.
+ *
+ * A row whose penalised logits contain NaN or +inf, or are all -inf, is
+ * invalid: its tokens are -1, valid 0, and the call still succeeds.
+ * Host-visible input (scalars, and every array for the CPU backend) is
+ * checked before anything is written; on error nothing is written.
+ * Device-resident per-row values (CUDA backend) are checked on the device:
+ * a row with a bad value comes back invalid.
+ *
+ * CUDA backend: enqueued on `stream`, returns without waiting; no allocation,
+ * no host synchronisation, no device-to-host copy, so it can be captured in a
+ * CUDA graph. CPU backend: synchronous; `stream` is ignored.
+ * Errors: NULL_POINTER, INVALID_SHAPE, INVALID_PARAMETER, MISALIGNED, OVERLAP,
+ * WORKSPACE_TOO_SMALL, CUDA. */
+KILN_API kiln_status kiln_sample(kiln_sampler *sampler, const kiln_batch *batch,
+                                 const kiln_sampling_params *params,
+                                 const kiln_outputs *outputs, void *workspace,
+                                 size_t workspace_size, kiln_stream stream);
+
+/* Best-of-n: for each of num_groups groups of n consecutive candidates in
+ * `scores` (backend memory, [num_groups, n], typically cumulative
+ * log-probabilities), writes to best[g] (backend memory) the index in [0, n)
+ * of the highest score, ties to the lowest index. NaN scores are never
+ * chosen; a group of only NaN gets -1. Same stream rules as kiln_sample.
+ * Errors: NULL_POINTER, INVALID_SHAPE, MISALIGNED, OVERLAP, CUDA. */
+KILN_API kiln_status kiln_best_of_n(kiln_sampler *sampler, const float *scores,
+                                    int64_t num_groups, int32_t n, int32_t *best,
+                                    kiln_stream stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KILN_KILN_H */

@@ -1,0 +1,57 @@
+/* Test harness: a CPU sampler with its workspace, and one-call helpers. */
+#ifndef KILN_TEST_HARNESS_H
+#define KILN_TEST_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kiln/kiln.h"
+#include "logit_shapes.h" /* examples/: ks_rng, ks_zipf_like, ... */
+
+typedef struct kt_sampler {
+    kiln_sampler *sampler;
+    void *workspace;
+    size_t workspace_size;
+} kt_sampler;
+
+/* Creates a sampler (asserting success) for `backend` with the given limits.
+ * num_threads 0 means OpenMP's default. */
+kt_sampler kt_create(kiln_backend backend, int64_t max_batch, int64_t max_vocab,
+                     int32_t max_samples, int64_t max_history, int num_threads);
+void kt_destroy(kt_sampler *s);
+
+/* Every output of a call, in host memory, owned by the struct. */
+typedef struct kt_result {
+    int64_t rows, vocab;
+    int32_t n;
+    int32_t *tokens;     /* [rows * n] */
+    float *logprobs;     /* [rows * n] */
+    float *raw_logprobs; /* [rows * n] */
+    float *probs;        /* [rows * vocab] */
+    int32_t *kept;       /* [rows] */
+    uint8_t *valid;      /* [rows] */
+} kt_result;
+
+kt_result kt_result_alloc(int64_t rows, int64_t vocab, int32_t n);
+void kt_result_free(kt_result *r);
+/* Fills every output with a poison pattern, so unwritten bytes show. */
+void kt_result_poison(kt_result *r);
+kiln_outputs kt_outputs(kt_result *r);
+
+/* Runs kiln_sample on the CPU-backend sampler with every output requested;
+ * returns the status. Host pointers only. */
+kiln_status kt_sample(kt_sampler *s, const kiln_batch *batch, const kiln_sampling_params *params,
+                      kt_result *out);
+
+/* A batch of f32 logits with defaults filled in. */
+kiln_batch kt_batch_f32(const float *logits, int64_t rows, int64_t vocab, int32_t n);
+
+/* 1 if the two results are byte-identical in every output. */
+int kt_result_equal(const kt_result *a, const kt_result *b);
+/* Byte comparison of row `ra` of `a` with row `rb` of `b`. */
+int kt_row_equal(const kt_result *a, int64_t ra, const kt_result *b, int64_t rb);
+
+/* 1 if a CUDA device is present and kiln was built with CUDA. */
+int kt_have_cuda(void);
+
+#endif
