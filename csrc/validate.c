@@ -1,5 +1,6 @@
 #include "validate.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -8,20 +9,61 @@
 
 /* ------------------------------------------------------------------ structs */
 
+/* The struct sizes a caller may pass: every prefix that ends where a field
+ * starts, and the whole struct. A size inside a field would hand the library
+ * half a pointer, so it is refused. Appending a field appends its offset. */
+#define END(T, f) offsetof(T, f)
+static const size_t config_sizes[] = {
+    END(kiln_config, backend), END(kiln_config, device), END(kiln_config, max_batch),
+    END(kiln_config, max_vocab), END(kiln_config, max_samples), END(kiln_config, max_history),
+    END(kiln_config, num_threads), END(kiln_config, algorithm), sizeof(kiln_config)
+};
+static const size_t batch_sizes[] = {
+    END(kiln_batch, dtype), END(kiln_batch, logits), END(kiln_batch, num_rows),
+    END(kiln_batch, vocab_size), END(kiln_batch, row_stride), END(kiln_batch, num_samples),
+    END(kiln_batch, history_offsets), END(kiln_batch, history_ids),
+    END(kiln_batch, prompt_lengths), sizeof(kiln_batch)
+};
+static const size_t params_sizes[] = {
+    END(kiln_sampling_params, temperature), END(kiln_sampling_params, temperature_all),
+    END(kiln_sampling_params, top_k), END(kiln_sampling_params, top_k_all),
+    END(kiln_sampling_params, top_p), END(kiln_sampling_params, top_p_all),
+    END(kiln_sampling_params, min_p), END(kiln_sampling_params, min_p_all),
+    END(kiln_sampling_params, repetition_penalty),
+    END(kiln_sampling_params, repetition_penalty_all),
+    END(kiln_sampling_params, presence_penalty), END(kiln_sampling_params, presence_penalty_all),
+    END(kiln_sampling_params, frequency_penalty),
+    END(kiln_sampling_params, frequency_penalty_all), END(kiln_sampling_params, seed),
+    END(kiln_sampling_params, seed_all), END(kiln_sampling_params, offset),
+    END(kiln_sampling_params, offset_all), sizeof(kiln_sampling_params)
+};
+static const size_t outputs_sizes[] = {
+    END(kiln_outputs, tokens), END(kiln_outputs, logprobs), END(kiln_outputs, raw_logprobs),
+    END(kiln_outputs, probs), END(kiln_outputs, probs_row_stride),
+    END(kiln_outputs, kept_counts), END(kiln_outputs, valid), sizeof(kiln_outputs)
+};
+#undef END
+
 /* Copies a caller's struct over `dst` (pre-filled with defaults). Only the
  * caller's struct_size bytes are read, so an older, shorter struct works. */
-static kiln_status copy_sized(void *dst, const void *src, size_t known, const char *type)
+static kiln_status copy_sized(void *dst, const void *src, const size_t *sizes, size_t count,
+                              const char *type, kiln_status status)
 {
     size_t given;
     memcpy(&given, src, sizeof given);
-    if (given < sizeof(size_t) || given > known)
-        return kiln_fail(KILN_ERROR_INVALID_PARAMETER,
-                         "%s.struct_size = %zu; this library knows sizes %zu..%zu "
-                         "(start from the %s initializer macro)",
-                         type, given, sizeof(size_t), known, type);
-    memcpy(dst, src, given);
-    return KILN_SUCCESS;
+    for (size_t i = 0; i < count; ++i)
+        if (given == sizes[i]) {
+            memcpy(dst, src, given);
+            return KILN_SUCCESS;
+        }
+    return kiln_fail(status,
+                     "%s.struct_size = %zu is not a size this library knows (the whole struct "
+                     "is %zu bytes; start from the %s initializer macro)",
+                     type, given, sizes[count - 1], type);
 }
+
+#define COPY_SIZED(dst, src, sizes, type, status) \
+    copy_sized(dst, src, sizes, sizeof sizes / sizeof sizes[0], type, status)
 
 kiln_status kiln_validate_config(const kiln_config *in, kiln_config *out)
 {
@@ -29,12 +71,17 @@ kiln_status kiln_validate_config(const kiln_config *in, kiln_config *out)
         return kiln_fail(KILN_ERROR_NULL_POINTER, "config is NULL");
     kiln_config defaults = KILN_CONFIG_INIT;
     *out = defaults;
-    kiln_status st = copy_sized(out, in, sizeof *out, "kiln_config");
+    kiln_status st =
+        COPY_SIZED(out, in, config_sizes, "kiln_config", KILN_ERROR_INVALID_CONFIG);
     if (st)
-        return kiln_fail(KILN_ERROR_INVALID_CONFIG, "%s", kiln_last_error());
+        return st;
     if (out->backend != KILN_BACKEND_CPU && out->backend != KILN_BACKEND_CUDA)
         return kiln_fail(KILN_ERROR_INVALID_CONFIG, "config.backend = %d is not a kiln_backend",
                          (int)out->backend);
+    if (out->algorithm != KILN_ALGORITHM_AUTO && out->algorithm != KILN_ALGORITHM_SORT &&
+        out->algorithm != KILN_ALGORITHM_SELECT)
+        return kiln_fail(KILN_ERROR_INVALID_CONFIG, "config.algorithm = %d is not a kiln_algorithm",
+                         (int)out->algorithm);
     if (out->max_batch < 1)
         return kiln_fail(KILN_ERROR_INVALID_CONFIG, "config.max_batch = %lld must be >= 1",
                          (long long)out->max_batch);
@@ -55,11 +102,18 @@ kiln_status kiln_validate_config(const kiln_config *in, kiln_config *out)
                          "config.num_threads = %d must be >= 0 (0: OpenMP's default)",
                          out->num_threads);
     /* Bound the products the workspace size is built from. */
-    if (out->max_batch > ((int64_t)1 << 31) || out->max_samples > (1 << 24) ||
-        out->max_history > ((int64_t)1 << 31))
-        return kiln_fail(KILN_ERROR_INVALID_CONFIG,
-                         "config limits too large: max_batch <= 2^31, max_samples <= 2^24, "
-                         "max_history <= 2^31");
+    if (out->max_batch > ((int64_t)1 << 31))
+        return kiln_fail(KILN_ERROR_INVALID_CONFIG, "config.max_batch = %lld is over 2^31",
+                         (long long)out->max_batch);
+    if (out->max_samples > (1 << 24))
+        return kiln_fail(KILN_ERROR_INVALID_CONFIG, "config.max_samples = %d is over 2^24",
+                         (int)out->max_samples);
+    if (out->max_history > ((int64_t)1 << 31))
+        return kiln_fail(KILN_ERROR_INVALID_CONFIG, "config.max_history = %lld is over 2^31",
+                         (long long)out->max_history);
+    if (out->num_threads > 4096)
+        return kiln_fail(KILN_ERROR_INVALID_CONFIG, "config.num_threads = %d is over 4096",
+                         out->num_threads);
     return KILN_SUCCESS;
 }
 
@@ -283,9 +337,12 @@ kiln_status kiln_validate_call(const kiln_sampler *sampler, const kiln_batch *ba
     call->batch = bdef;
     call->params = pdef;
     call->outputs = odef;
-    CHECK(copy_sized(&call->batch, batch, sizeof call->batch, "kiln_batch"));
-    CHECK(copy_sized(&call->params, params, sizeof call->params, "kiln_sampling_params"));
-    CHECK(copy_sized(&call->outputs, outputs, sizeof call->outputs, "kiln_outputs"));
+    CHECK(COPY_SIZED(&call->batch, batch, batch_sizes, "kiln_batch",
+                     KILN_ERROR_INVALID_PARAMETER));
+    CHECK(COPY_SIZED(&call->params, params, params_sizes, "kiln_sampling_params",
+                     KILN_ERROR_INVALID_PARAMETER));
+    CHECK(COPY_SIZED(&call->outputs, outputs, outputs_sizes, "kiln_outputs",
+                     KILN_ERROR_INVALID_PARAMETER));
     call->workspace = workspace;
     call->workspace_size = workspace_size;
     call->stream = stream;
@@ -319,7 +376,7 @@ kiln_status kiln_validate_call(const kiln_sampler *sampler, const kiln_batch *ba
                          "batch.row_stride = %lld is outside [vocab_size = %lld, 2^63 / (rows "
                          "* element size)]",
                          (long long)bt->row_stride, (long long)bt->vocab_size);
-    if (o->probs_row_stride == 0)
+    if (o->probs_row_stride == 0 || !o->probs)
         o->probs_row_stride = bt->vocab_size;
     if (o->probs_row_stride < bt->vocab_size ||
         o->probs_row_stride > (INT64_MAX / 4 - bt->vocab_size) / bt->num_rows)
@@ -372,6 +429,10 @@ kiln_status kiln_validate_call(const kiln_sampler *sampler, const kiln_batch *ba
     CHECK(check_aligned(o->probs, 4, "outputs.probs"));
     CHECK(check_aligned(o->kept_counts, 4, "outputs.kept_counts"));
 
+    /* History structure before anything is sized from it. */
+    if (arrays_on_host && bt->history_offsets)
+        CHECK(check_history(bt, cfg->max_history));
+
     /* overlaps */
     const uint64_t rows = (uint64_t)bt->num_rows, draws = rows * (uint64_t)bt->num_samples;
     region_list list;
@@ -407,11 +468,8 @@ kiln_status kiln_validate_call(const kiln_sampler *sampler, const kiln_batch *ba
 
     /* values */
     CHECK(check_scalars(p));
-    if (arrays_on_host) {
+    if (arrays_on_host)
         CHECK(check_param_arrays(p, bt->num_rows));
-        if (bt->history_offsets)
-            CHECK(check_history(bt, cfg->max_history));
-    }
     return KILN_SUCCESS;
 }
 

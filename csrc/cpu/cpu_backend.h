@@ -19,6 +19,27 @@ void kiln_cpu_sample(const kiln_sampler *sampler, const kiln_call *call);
 
 void kiln_cpu_best_of_n(const float *scores, int64_t num_groups, int32_t n, int32_t *best);
 
+/* A list of token ids (ascending) with optional weights alongside. */
+typedef struct kiln_cpu_list {
+    uint32_t *id;
+    uint64_t *w;
+    size_t n;
+} kiln_cpu_list;
+
+/* The last token of a canonical prefix: its order key and id. A token is in
+ * the prefix iff key > cut.key, or key == cut.key and id <= cut.id. */
+typedef struct kiln_cpu_cut {
+    uint32_t key;
+    uint32_t id;
+} kiln_cpu_cut;
+
+/* Radix select (cpu_select.c): the cut of the shortest canonical prefix of
+ * the n candidates whose weight reaches `target` (1 <= target <= total).
+ * Candidates are ids[0..n) ascending (ids == NULL: 0..n-1) with weights
+ * w[0..n) (w == NULL: 1 each). tmp_a and tmp_b hold n entries each. */
+kiln_cpu_cut kiln_cpu_radix_cut(const float *x, const uint32_t *ids, const uint64_t *w, size_t n,
+                                uint64_t target, kiln_cpu_list *tmp_a, kiln_cpu_list *tmp_b);
+
 /* Stable sort of n (key, id) pairs by descending key, so equal keys keep
  * ascending ids when the input ids ascend. The pointers are swapped as the
  * passes ping-pong; on return *key and *id hold the sorted pairs. */

@@ -10,12 +10,22 @@
 
 /* One thread's scratch, carved from the caller's workspace. */
 typedef struct scratch {
-    float *x;        /* [V] the row as f32 after penalties, when it differs from the input */
-    uint64_t *w;     /* [V] masses, then the inclusive prefix over kept tokens in id order */
-    uint32_t *marks; /* [V] all zero between rows; history bookkeeping */
-    uint32_t *key[2];
-    uint32_t *id[2]; /* [V] each: candidates for the canonical sort */
+    float *x;             /* [V] the row as f32 after penalties, when it differs from the input */
+    uint64_t *w;          /* [V] masses, then inclusive prefix sums of kept masses */
+    uint32_t *marks;      /* [V] history bookkeeping, all zero between rows */
+    uint32_t *cand;       /* [V] candidate ids: the top-k set, then the kept set */
+    kiln_cpu_list tmp[2]; /* [V] each: radix-select levels; the sort path's buffers */
 } scratch;
+
+/* The kept set of a row: either dense (prefix over all V tokens, ids NULL)
+ * or sparse (ascending ids with the prefix alongside). */
+typedef struct kept_set {
+    const uint32_t *ids;
+    const uint64_t *prefix;
+    int64_t n;     /* entries in prefix */
+    int64_t count; /* kept tokens */
+    uint64_t total;
+} kept_set;
 
 int kiln_cpu_thread_count(int requested)
 {
@@ -36,7 +46,8 @@ static size_t scratch_bytes(const kiln_config *cfg)
 {
     size_t v = (size_t)cfg->max_vocab;
     size_t marks = cfg->max_history > 0 ? round_up(v * 4) : 0;
-    return round_up(v * 4) + round_up(v * 8) + marks + 4 * round_up(v * 4);
+    return round_up(v * 4) + round_up(v * 8) + marks + round_up(v * 4) +
+           2 * (round_up(v * 4) + round_up(v * 8));
 }
 
 size_t kiln_cpu_workspace_size(const kiln_config *cfg)
@@ -61,16 +72,19 @@ static scratch scratch_for(const kiln_sampler *s, const kiln_call *call, int thr
         sc.marks = (uint32_t *)p;
         p += round_up(v * 4);
     }
+    sc.cand = (uint32_t *)p;
+    p += round_up(v * 4);
     for (int i = 0; i < 2; ++i) {
-        sc.key[i] = (uint32_t *)p;
+        sc.tmp[i].id = (uint32_t *)p;
         p += round_up(v * 4);
-        sc.id[i] = (uint32_t *)p;
-        p += round_up(v * 4);
+        sc.tmp[i].w = (uint64_t *)p;
+        p += round_up(v * 8);
+        sc.tmp[i].n = 0;
     }
     return sc;
 }
 
-/* ------------------------------------------------------------------- rows */
+/* ------------------------------------------------------------ row input */
 
 static float quiet_nan(void)
 {
@@ -130,41 +144,76 @@ static const float *load_row(const kiln_call *c, int64_t b, const kiln_row_param
     return x;
 }
 
-/* Sum of the masses of every token at T = 1: the normaliser of the raw
- * log-probabilities. */
-static uint64_t mass_sum_at_t1(const float *x, int64_t V, float m)
+/* Sum of every token's mass at T = 1: the raw log-probabilities' normaliser. */
+static uint64_t mass_sum(const float *x, int64_t V, float m, float cexp)
 {
     uint64_t s = 0;
     for (int64_t i = 0; i < V; ++i)
-        s += kiln_mass(x[i], m, KILN_LOG2E_F);
+        s += kiln_mass(x[i], m, cexp);
     return s;
 }
 
-/* Marks the kept set in w (masses of dropped tokens set to 0) and returns how
- * many tokens are kept. w holds the masses; m the row max. */
-static int64_t apply_filters(const float *x, int64_t V, const kiln_row_params *r, uint64_t *w,
-                             int64_t nonzero, scratch *sc)
+static int in_prefix(float x, uint32_t id, kiln_cpu_cut cut)
 {
-    const uint64_t min_mass = r->min_p > 0.0f ? kiln_ceil_scale(r->min_p, KILN_MASS_ONE) : 0;
-    const uint64_t lo = min_mass > 0 ? min_mass : 1;
-    const int64_t k = kiln_effective_top_k(r->top_k, V);
-    int64_t kept = 0;
+    const uint32_t k = kiln_order_key(x);
+    return k > cut.key || (k == cut.key && id <= cut.id);
+}
 
-    if (k >= nonzero && r->top_p >= 1.0f) {
-        /* Without top-k or top-p the kept set needs no order: masses are
-         * monotone in the logit, so w >= lo is already a canonical prefix. */
-        for (int64_t i = 0; i < V; ++i) {
-            if (w[i] >= lo)
-                ++kept;
-            else
-                w[i] = 0;
-        }
-        return kept;
+/* ------------------------------------------------------------ kept sets */
+
+/* No top-k, no top-p: kept iff mass >= lo (masses are monotone in the logit,
+ * so that is a canonical prefix). One pass: masses, their total, the prefix. */
+static kept_set keep_unordered(const float *x, int64_t V, float m, float cexp, uint64_t lo,
+                               uint64_t *w, uint64_t *total_all)
+{
+    uint64_t all = 0, run = 0;
+    int64_t count = 0;
+    for (int64_t i = 0; i < V; ++i) {
+        const uint64_t wi = kiln_mass(x[i], m, cexp);
+        all += wi;
+        const int kept = wi >= lo;
+        count += kept;
+        run += kept ? wi : 0;
+        w[i] = run;
     }
+    *total_all = all;
+    kept_set k = { NULL, w, V, count, run };
+    return k;
+}
 
-    /* Canonical order of the tokens that have mass (zero-mass tokens come
-     * after all of them, by monotonicity, and can never be kept). */
-    uint32_t *key = sc->key[0], *id = sc->id[0], *key_tmp = sc->key[1], *id_tmp = sc->id[1];
+/* Masses w[i] of every token and their total. */
+static uint64_t masses(const float *x, int64_t V, float m, float cexp, uint64_t *w)
+{
+    uint64_t all = 0;
+    for (int64_t i = 0; i < V; ++i)
+        all += w[i] = kiln_mass(x[i], m, cexp);
+    return all;
+}
+
+/* Dense kept set from a cut: inside the prefix and mass >= lo. w holds the
+ * masses on entry and the prefix on return. */
+static kept_set keep_before_cut(const float *x, int64_t V, uint64_t lo, kiln_cpu_cut cut,
+                                uint64_t *w)
+{
+    uint64_t run = 0;
+    int64_t count = 0;
+    for (int64_t i = 0; i < V; ++i) {
+        const int kept = w[i] >= lo && in_prefix(x[i], (uint32_t)i, cut);
+        count += kept;
+        run += kept ? w[i] : 0;
+        w[i] = run;
+    }
+    kept_set k = { NULL, w, V, count, run };
+    return k;
+}
+
+/* The sort path: canonical order of the tokens with mass by a stable radix
+ * sort, then top-k, top-p and the cut read off the sorted prefix. */
+static kiln_cpu_cut sort_cut(const float *x, int64_t V, const kiln_row_params *r,
+                             const uint64_t *w, scratch *sc)
+{
+    uint32_t *key = sc->tmp[0].id, *id = sc->tmp[1].id;
+    uint32_t *key_tmp = sc->cand, *id_tmp = (uint32_t *)sc->tmp[0].w;
     size_t cand = 0;
     for (int64_t i = 0; i < V; ++i)
         if (w[i]) {
@@ -173,8 +222,8 @@ static int64_t apply_filters(const float *x, int64_t V, const kiln_row_params *r
             ++cand;
         }
     kiln_cpu_sort_desc(&key, &id, &key_tmp, &id_tmp, cand);
-
-    int64_t len = k < (int64_t)cand ? k : (int64_t)cand; /* top-k */
+    const int64_t k = kiln_effective_top_k(r->top_k, V);
+    int64_t len = k < (int64_t)cand ? k : (int64_t)cand;
     if (r->top_p < 1.0f) {
         uint64_t mass_k = 0;
         for (int64_t i = 0; i < len; ++i)
@@ -184,26 +233,53 @@ static int64_t apply_filters(const float *x, int64_t V, const kiln_row_params *r
         int64_t i = 0;
         while (cum < need)
             cum += w[id[i++]];
-        len = i; /* shortest prefix holding >= need */
+        len = i;
     }
-    /* Cut = last canonical token of the prefix; a token is inside iff it is
-     * canonically at or before the cut. */
-    const uint32_t cut_key = key[len - 1], cut_id = id[len - 1];
-    for (int64_t i = 0; i < V; ++i) {
-        uint32_t ki = kiln_order_key(x[i]);
-        int inside = ki > cut_key || (ki == cut_key && (uint32_t)i <= cut_id);
-        if (inside && w[i] >= lo)
-            ++kept;
-        else
-            w[i] = 0;
-    }
-    return kept;
+    kiln_cpu_cut cut = { key[len - 1], id[len - 1] };
+    return cut;
 }
 
-/* First index whose inclusive prefix exceeds r (prefix[V-1] > r holds). */
-static int64_t upper_bound(const uint64_t *prefix, int64_t V, uint64_t r)
+/* The select path for top-k: the k-th canonical token by radix select over
+ * the keys alone (no exponentials), masses only for the k candidates, then
+ * top-p among them and min-p. The kept set comes back sparse. */
+static kept_set keep_top_k_select(const float *x, int64_t V, int64_t k, const kiln_row_params *r,
+                                  float m, float cexp, uint64_t lo, scratch *sc)
 {
-    int64_t lo = 0, hi = V - 1;
+    const kiln_cpu_cut cut_k = kiln_cpu_radix_cut(x, NULL, NULL, (size_t)V, (uint64_t)k,
+                                                  &sc->tmp[0], &sc->tmp[1]);
+    uint32_t *ids = sc->cand;
+    uint64_t *w = sc->w;
+    size_t n = 0;
+    for (int64_t i = 0; i < V; ++i)
+        if (in_prefix(x[i], (uint32_t)i, cut_k))
+            ids[n++] = (uint32_t)i;
+    uint64_t mass_k = 0;
+    for (size_t j = 0; j < n; ++j)
+        mass_k += w[j] = kiln_mass(x[ids[j]], m, cexp);
+
+    kiln_cpu_cut cut_p = cut_k;
+    if (r->top_p < 1.0f)
+        cut_p = kiln_cpu_radix_cut(x, ids, w, n, kiln_ceil_scale(r->top_p, mass_k), &sc->tmp[0],
+                                   &sc->tmp[1]);
+    uint64_t run = 0;
+    size_t kept = 0;
+    for (size_t j = 0; j < n; ++j)
+        if (w[j] >= lo && in_prefix(x[ids[j]], ids[j], cut_p)) {
+            run += w[j];
+            ids[kept] = ids[j];
+            w[kept] = run;
+            ++kept;
+        }
+    kept_set ks = { ids, w, (int64_t)kept, (int64_t)kept, run };
+    return ks;
+}
+
+/* --------------------------------------------------------------- a row */
+
+/* First entry whose inclusive prefix exceeds r (prefix[n-1] > r holds). */
+static int64_t upper_bound(const uint64_t *prefix, int64_t n, uint64_t r)
+{
+    int64_t lo = 0, hi = n - 1;
     while (lo < hi) {
         int64_t mid = lo + (hi - lo) / 2;
         if (prefix[mid] > r)
@@ -214,7 +290,31 @@ static int64_t upper_bound(const uint64_t *prefix, int64_t V, uint64_t r)
     return lo;
 }
 
-static void sample_row(const kiln_call *c, int64_t b, scratch *sc)
+static void write_greedy_row(const kiln_call *c, int64_t b, const float *x, float m,
+                             int64_t argmax)
+{
+    const kiln_outputs *o = &c->outputs;
+    const int64_t V = c->batch.vocab_size, n = c->batch.num_samples;
+    const double log_s1 = o->raw_logprobs ? kiln_log_mass(mass_sum(x, V, m, KILN_LOG2E_F)) : 0.0;
+    for (int64_t j = 0; j < n; ++j) {
+        o->tokens[b * n + j] = (int32_t)argmax;
+        if (o->logprobs)
+            o->logprobs[b * n + j] = 0.0f;
+        if (o->raw_logprobs)
+            o->raw_logprobs[b * n + j] = kiln_logprob(x[argmax], m, 1.0f, log_s1);
+    }
+    if (o->probs) {
+        float *pr = o->probs + b * o->probs_row_stride;
+        memset(pr, 0, (size_t)V * sizeof(float));
+        pr[argmax] = 1.0f;
+    }
+    if (o->kept_counts)
+        o->kept_counts[b] = 1;
+    if (o->valid)
+        o->valid[b] = 1;
+}
+
+static void sample_row(const kiln_sampler *s, const kiln_call *c, int64_t b, scratch *sc)
 {
     const kiln_batch *bt = &c->batch;
     const kiln_outputs *o = &c->outputs;
@@ -227,7 +327,7 @@ static void sample_row(const kiln_call *c, int64_t b, scratch *sc)
     int64_t argmax = 0;
     for (int64_t i = 0; i < V; ++i) {
         bad |= kiln_is_bad_logit(x[i]);
-        if (x[i] > m) {
+        if (x[i] > m) { /* strict: the first maximum, -0 == +0 */
             m = x[i];
             argmax = i;
         }
@@ -236,73 +336,64 @@ static void sample_row(const kiln_call *c, int64_t b, scratch *sc)
         write_invalid_row(c, b);
         return;
     }
-    const int need_raw = o->raw_logprobs != NULL;
-
     if (r.temperature == 0.0f) {
-        /* Greedy: the first maximum (x > m keeps the lowest index; -0 and
-         * +0 compare equal, so they tie as the canonical order says). */
-        const double log_s1 = need_raw ? kiln_log_mass(mass_sum_at_t1(x, V, m)) : 0.0;
-        for (int64_t j = 0; j < n; ++j) {
-            o->tokens[b * n + j] = (int32_t)argmax;
-            if (o->logprobs)
-                o->logprobs[b * n + j] = 0.0f;
-            if (need_raw)
-                o->raw_logprobs[b * n + j] = kiln_logprob(x[argmax], m, 1.0f, log_s1);
-        }
-        if (o->probs) {
-            float *pr = o->probs + b * o->probs_row_stride;
-            memset(pr, 0, (size_t)V * sizeof(float));
-            pr[argmax] = 1.0f;
-        }
-        if (o->kept_counts)
-            o->kept_counts[b] = 1;
-        if (o->valid)
-            o->valid[b] = 1;
+        write_greedy_row(c, b, x, m, argmax);
         return;
     }
 
     const float cexp = kiln_exp2_factor(r.temperature);
-    uint64_t *w = sc->w;
+    const uint64_t min_mass = r.min_p > 0.0f ? kiln_ceil_scale(r.min_p, KILN_MASS_ONE) : 0;
+    const uint64_t lo = min_mass > 0 ? min_mass : 1;
+    const int64_t k = kiln_effective_top_k(r.top_k, V);
+    const int ordered = k < V || r.top_p < 1.0f;
+    /* total over every token at cexp, when a path computes it (else 0) */
     uint64_t total_all = 0;
-    int64_t nonzero = 0;
-    for (int64_t i = 0; i < V; ++i) {
-        w[i] = kiln_mass(x[i], m, cexp);
-        total_all += w[i];
-        nonzero += w[i] != 0;
+    int have_total_all = 1;
+    kept_set ks;
+    if (!ordered) {
+        ks = keep_unordered(x, V, m, cexp, lo, sc->w, &total_all);
+    } else if (s->config.algorithm == KILN_ALGORITHM_SORT) {
+        total_all = masses(x, V, m, cexp, sc->w);
+        ks = keep_before_cut(x, V, lo, sort_cut(x, V, &r, sc->w, sc), sc->w);
+    } else if (k < V) {
+        ks = keep_top_k_select(x, V, k, &r, m, cexp, lo, sc);
+        have_total_all = 0;
+    } else {
+        total_all = masses(x, V, m, cexp, sc->w);
+        const kiln_cpu_cut cut = kiln_cpu_radix_cut(
+            x, NULL, sc->w, (size_t)V, kiln_ceil_scale(r.top_p, total_all), &sc->tmp[0], &sc->tmp[1]);
+        ks = keep_before_cut(x, V, lo, cut, sc->w);
     }
+
     double log_s1 = 0.0;
-    if (need_raw)
-        log_s1 = kiln_log_mass(cexp == KILN_LOG2E_F ? total_all : mass_sum_at_t1(x, V, m));
-
-    const int64_t kept = apply_filters(x, V, &r, w, nonzero, sc);
-
-    /* Draws are inverse-CDF over the kept tokens in ascending id order. */
-    uint64_t total = 0;
-    for (int64_t i = 0; i < V; ++i) {
-        total += w[i];
-        w[i] = total;
-    }
-    const double log_s = kiln_log_mass(total);
+    if (o->raw_logprobs)
+        log_s1 = kiln_log_mass(cexp == KILN_LOG2E_F && have_total_all
+                                   ? total_all
+                                   : mass_sum(x, V, m, KILN_LOG2E_F));
+    const double log_s = kiln_log_mass(ks.total);
     for (int64_t j = 0; j < n; ++j) {
-        uint64_t u = kiln_philox_draw64(r.seed, (uint64_t)j, r.offset);
-        int64_t t = upper_bound(w, V, kiln_scale_draw(u, total));
+        const uint64_t u = kiln_philox_draw64(r.seed, (uint64_t)j, r.offset);
+        const int64_t at = upper_bound(ks.prefix, ks.n, kiln_scale_draw(u, ks.total));
+        const int64_t t = ks.ids ? (int64_t)ks.ids[at] : at;
         o->tokens[b * n + j] = (int32_t)t;
         if (o->logprobs)
             o->logprobs[b * n + j] = kiln_logprob(x[t], m, r.temperature, log_s);
-        if (need_raw)
+        if (o->raw_logprobs)
             o->raw_logprobs[b * n + j] = kiln_logprob(x[t], m, 1.0f, log_s1);
     }
     if (o->probs) {
         float *pr = o->probs + b * o->probs_row_stride;
-        const double inv = 1.0 / kiln_u64_to_f64(total);
+        const double inv = 1.0 / kiln_u64_to_f64(ks.total);
+        if (ks.ids)
+            memset(pr, 0, (size_t)V * sizeof(float));
         uint64_t prev = 0;
-        for (int64_t i = 0; i < V; ++i) {
-            pr[i] = kiln_prob(w[i] - prev, inv);
-            prev = w[i];
+        for (int64_t j = 0; j < ks.n; ++j) {
+            pr[ks.ids ? ks.ids[j] : j] = kiln_prob(ks.prefix[j] - prev, inv);
+            prev = ks.prefix[j];
         }
     }
     if (o->kept_counts)
-        o->kept_counts[b] = (int32_t)kept;
+        o->kept_counts[b] = (int32_t)ks.count;
     if (o->valid)
         o->valid[b] = 1;
 }
@@ -327,7 +418,7 @@ void kiln_cpu_sample(const kiln_sampler *s, const kiln_call *c)
 #pragma omp for schedule(dynamic, 1)
 #endif
         for (int64_t b = 0; b < rows; ++b)
-            sample_row(c, b, &sc);
+            sample_row(s, c, b, &sc);
     }
 }
 

@@ -11,9 +11,7 @@
 
 #include "hd.h"
 
-#if !defined(__CUDACC__)
 #include <string.h>
-#endif
 
 #define KILN_FRACTION_BITS 40
 #define KILN_MASS_ONE ((uint64_t)1 << KILN_FRACTION_BITS)
@@ -170,7 +168,7 @@ KILN_HD float kiln_exp2_factor(float temperature)
 
 /* 2^f for f = j * 2^-23 in [0, 1), result in [1, 2). Horner form with
  * positive coefficients and f >= 0: every rounded step is monotone in f, so
- * the result is non-decreasing in j. Max relative error 8.7e-8 (binary32
+ * the result is non-decreasing in j. Max relative error 8.85e-8 (binary32
  * evaluation, checked over every j by tests/test_numerics.c). */
 KILN_HD float kiln_exp2_fraction(float f)
 {
@@ -214,6 +212,13 @@ KILN_HD uint64_t kiln_mass(float x, float m, float c)
     if (shift > -24)
         return man >> -shift;
     return 0;
+}
+
+/* kiln_mass(x, m, c) > 0, without the exponential: the mass is zero exactly
+ * when floor(t * 2^23) < -40 * 2^23, i.e. when t < -40 (t * 2^23 is exact). */
+KILN_HD int kiln_has_mass(float x, float m, float c)
+{
+    return (x - m) * c >= -40.0f;
 }
 
 /* ------------------------------------------------------- log-probabilities */

@@ -95,6 +95,14 @@ typedef enum kiln_dtype {
     KILN_DTYPE_BF16 = 2 /* bfloat16 */
 } kiln_dtype;
 
+/* How top-k and top-p find their cut. Every choice returns the same bytes;
+ * only speed and workspace size differ. */
+typedef enum kiln_algorithm {
+    KILN_ALGORITHM_AUTO = 0,  /* the fastest for each row's shape */
+    KILN_ALGORITHM_SORT = 1,  /* sort each filtered row (the reference path) */
+    KILN_ALGORITHM_SELECT = 2 /* exact radix select over the keys, no sort */
+} kiln_algorithm;
+
 /* cudaStream_t without including the CUDA headers: a cudaStream_t converts to
  * it implicitly. NULL is the legacy default stream. */
 typedef struct CUstream_st *kiln_stream;
@@ -114,9 +122,10 @@ typedef struct kiln_config {
     int32_t max_samples;  /* draws per row (n) per call, >= 1 */
     int64_t max_history;  /* history ids per row for penalties, >= 0 (0: no histories) */
     int num_threads;      /* CPU backend: OpenMP threads per call; 0 = OpenMP's default */
+    kiln_algorithm algorithm; /* default KILN_ALGORITHM_AUTO */
 } kiln_config;
 
-#define KILN_CONFIG_INIT { sizeof(kiln_config), KILN_BACKEND_CPU, 0, 1, 0, 1, 0, 0 }
+#define KILN_CONFIG_INIT { sizeof(kiln_config), KILN_BACKEND_CPU, 0, 1, 0, 1, 0, 0, KILN_ALGORITHM_AUTO }
 
 /* The batch to sample. Start from KILN_BATCH_INIT.
  *

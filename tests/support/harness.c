@@ -1,4 +1,5 @@
 #include "harness.h"
+#include "device.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -15,21 +16,28 @@ kt_sampler kt_create(kiln_backend backend, int64_t max_batch, int64_t max_vocab,
     cfg.max_samples = max_samples;
     cfg.max_history = max_history;
     cfg.num_threads = num_threads;
-    kt_sampler s = { NULL, NULL, 0 };
+    if (backend == KILN_BACKEND_CPU)
+        cfg.backend = kt_test_backend();
+    const char *why = "";
+    if (cfg.backend == KILN_BACKEND_CUDA && !kt_have_cuda(&why))
+        cr_skip_test("KILN_TEST_BACKEND=cuda but no CUDA device: %s", why);
+    kt_sampler s = { NULL, NULL, 0, cfg.backend };
     kiln_status st = kiln_sampler_create(&cfg, &s.sampler);
     cr_assert_eq(st, KILN_SUCCESS, "kiln_sampler_create: %s", kiln_last_error());
     cr_assert_eq(kiln_sampler_workspace_size(s.sampler, &s.workspace_size), KILN_SUCCESS);
-    if (backend == KILN_BACKEND_CPU) {
-        s.workspace = malloc(s.workspace_size ? s.workspace_size : 1);
-        cr_assert_not_null(s.workspace);
-    }
+    s.workspace = cfg.backend == KILN_BACKEND_CPU ? malloc(s.workspace_size ? s.workspace_size : 1)
+                                                  : kt_device_alloc(s.workspace_size);
+    cr_assert_not_null(s.workspace, "cannot allocate %zu bytes of workspace", s.workspace_size);
     return s;
 }
 
 void kt_destroy(kt_sampler *s)
 {
     kiln_sampler_destroy(s->sampler);
-    free(s->workspace);
+    if (s->backend == KILN_BACKEND_CPU)
+        free(s->workspace);
+    else
+        kt_device_free(s->workspace);
     s->sampler = NULL;
     s->workspace = NULL;
 }
@@ -89,6 +97,8 @@ kiln_outputs kt_outputs(kt_result *r)
 kiln_status kt_sample(kt_sampler *s, const kiln_batch *batch, const kiln_sampling_params *params,
                       kt_result *out)
 {
+    if (s->backend == KILN_BACKEND_CUDA)
+        return kt_sample_device(s, batch, params, out);
     kiln_outputs o = kt_outputs(out);
     return kiln_sample(s->sampler, batch, params, &o, s->workspace, s->workspace_size, NULL);
 }
@@ -125,14 +135,25 @@ int kt_result_equal(const kt_result *a, const kt_result *b)
     return 1;
 }
 
-int kt_have_cuda(void)
+int kt_have_cuda(const char **why)
 {
+    if (!kt_cuda_device_count(why))
+        return 0;
     kiln_config cfg = KILN_CONFIG_INIT;
     cfg.backend = KILN_BACKEND_CUDA;
     cfg.max_vocab = 1;
     kiln_sampler *s = NULL;
-    if (kiln_sampler_create(&cfg, &s) != KILN_SUCCESS)
+    if (kiln_sampler_create(&cfg, &s) != KILN_SUCCESS) {
+        if (why)
+            *why = "kiln was built without CUDA";
         return 0;
+    }
     kiln_sampler_destroy(s);
     return 1;
+}
+
+kiln_backend kt_test_backend(void)
+{
+    const char *b = getenv("KILN_TEST_BACKEND");
+    return b && strcmp(b, "cuda") == 0 ? KILN_BACKEND_CUDA : KILN_BACKEND_CPU;
 }

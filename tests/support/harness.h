@@ -10,12 +10,16 @@
 
 typedef struct kt_sampler {
     kiln_sampler *sampler;
-    void *workspace;
+    void *workspace; /* host memory for CPU, device memory for CUDA */
     size_t workspace_size;
+    kiln_backend backend;
 } kt_sampler;
 
 /* Creates a sampler (asserting success) for `backend` with the given limits.
- * num_threads 0 means OpenMP's default. */
+ * num_threads 0 means OpenMP's default. With KILN_TEST_BACKEND=cuda in the
+ * environment, a request for the CPU backend gets the CUDA backend instead:
+ * that is how scripts/gpu-check runs the backend-agnostic tests on a GPU.
+ * kt_sample then moves the host arrays to and from the device. */
 kt_sampler kt_create(kiln_backend backend, int64_t max_batch, int64_t max_vocab,
                      int32_t max_samples, int64_t max_history, int num_threads);
 void kt_destroy(kt_sampler *s);
@@ -38,8 +42,8 @@ void kt_result_free(kt_result *r);
 void kt_result_poison(kt_result *r);
 kiln_outputs kt_outputs(kt_result *r);
 
-/* Runs kiln_sample on the CPU-backend sampler with every output requested;
- * returns the status. Host pointers only. */
+/* Runs kiln_sample with every output requested; returns the status. Every
+ * pointer in batch/params is host memory, whatever the sampler's backend. */
 kiln_status kt_sample(kt_sampler *s, const kiln_batch *batch, const kiln_sampling_params *params,
                       kt_result *out);
 
@@ -51,7 +55,11 @@ int kt_result_equal(const kt_result *a, const kt_result *b);
 /* Byte comparison of row `ra` of `a` with row `rb` of `b`. */
 int kt_row_equal(const kt_result *a, int64_t ra, const kt_result *b, int64_t rb);
 
-/* 1 if a CUDA device is present and kiln was built with CUDA. */
-int kt_have_cuda(void);
+/* 1 if a CUDA device is present and kiln was built with CUDA; otherwise 0
+ * and *why (if given) says which is missing. */
+int kt_have_cuda(const char **why);
+
+/* The backend KILN_TEST_BACKEND selects for backend-agnostic tests. */
+kiln_backend kt_test_backend(void);
 
 #endif

@@ -1,0 +1,63 @@
+/* The sort-free cut: exact radix select over the canonical keys.
+ *
+ * A cut is the last token of the shortest canonical prefix whose weight
+ * reaches a target, where a token weighs 1 (top-k) or its mass (top-p).
+ * Each level histograms one digit of the key (11, 11, then 10 bits, most
+ * significant first), walks the buckets from the highest key down to the one
+ * where the running weight reaches the target, and keeps only that bucket's
+ * members for the next level. After the last digit the members share one
+ * key and are in ascending id order, which is the canonical tie order, so a
+ * final walk finds the cut token. Weights are integers, so this is the same
+ * token the sort path finds. */
+#include <string.h>
+
+#include "cpu_backend.h"
+#include "../shared/numerics.h"
+
+static const int level_shift[3] = { 21, 10, 0 };
+static const uint32_t level_mask[3] = { 0x7FFu, 0x7FFu, 0x3FFu };
+
+kiln_cpu_cut kiln_cpu_radix_cut(const float *x, const uint32_t *ids, const uint64_t *w, size_t n,
+                                uint64_t target, kiln_cpu_list *tmp_a, kiln_cpu_list *tmp_b)
+{
+    uint64_t hist[2048];
+    uint64_t above = 0;
+    for (int level = 0; level < 3; ++level) {
+        const int shift = level_shift[level];
+        const uint32_t mask = level_mask[level];
+        memset(hist, 0, (mask + 1) * sizeof hist[0]);
+        for (size_t j = 0; j < n; ++j) {
+            const uint32_t id = ids ? ids[j] : (uint32_t)j;
+            hist[(kiln_order_key(x[id]) >> shift) & mask] += w ? w[j] : 1;
+        }
+        uint32_t d = mask;
+        while (above + hist[d] < target) {
+            above += hist[d];
+            --d; /* target <= the total weight, so some bucket reaches it */
+        }
+        kiln_cpu_list *next = ids == tmp_a->id ? tmp_b : tmp_a;
+        size_t kept = 0;
+        for (size_t j = 0; j < n; ++j) {
+            const uint32_t id = ids ? ids[j] : (uint32_t)j;
+            if (((kiln_order_key(x[id]) >> shift) & mask) == d) {
+                next->id[kept] = id;
+                if (w)
+                    next->w[kept] = w[j];
+                ++kept;
+            }
+        }
+        ids = next->id;
+        w = w ? next->w : NULL;
+        n = kept;
+    }
+    kiln_cpu_cut cut = { 0, 0 };
+    for (size_t j = 0; j < n; ++j) {
+        above += w ? w[j] : 1;
+        if (above >= target) {
+            cut.key = kiln_order_key(x[ids[j]]);
+            cut.id = ids[j];
+            break;
+        }
+    }
+    return cut;
+}

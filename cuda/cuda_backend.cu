@@ -1,0 +1,206 @@
+/* The CUDA backend behind csrc/cuda_backend.h: device checks at creation,
+ * the workspace layout, and the launch sequence of one kiln_sample call:
+ * prepare -> (segmented sort -> cut) -> tiles -> draws, all on the caller's
+ * stream, with no allocation, synchronisation or device-to-host copy. */
+#include <stdlib.h>
+
+#include <cuda_runtime.h>
+
+#include "cuda_backend.h"
+#include "error.h"
+#include "launchers.cuh"
+
+namespace {
+
+struct cuda_state {
+    int device;
+    int64_t tiles;          /* per row at max_vocab */
+    int64_t rows_per_chunk; /* rows per CUB sort call */
+    size_t sort_temp_bytes;
+};
+
+/* Byte offsets of the workspace arrays, from an address aligned to
+ * KILN_WORKSPACE_ALIGN (the caller's pointer is rounded up; the total
+ * includes that slack). */
+struct layout {
+    size_t row, tile_sums, xbuf, marks, keys0, keys1, ids0, ids1, seg_begin, seg_end, sort_temp;
+    size_t total;
+};
+
+size_t align_up(size_t v)
+{
+    return (v + KILN_WORKSPACE_ALIGN - 1) / KILN_WORKSPACE_ALIGN * KILN_WORKSPACE_ALIGN;
+}
+
+layout make_layout(const kiln_config &cfg, const cuda_state &st)
+{
+    const size_t rows = (size_t)cfg.max_batch, V = (size_t)cfg.max_vocab;
+    const size_t per_row_tokens = rows * V * 4;
+    layout l;
+    size_t at = 0;
+    auto take = [&at](size_t bytes) {
+        size_t here = at;
+        at += align_up(bytes);
+        return here;
+    };
+    l.row = take(rows * sizeof(kiln_dev_row));
+    l.tile_sums = take(rows * (size_t)st.tiles * 8);
+    const bool history = cfg.max_history > 0;
+    l.xbuf = history ? take(per_row_tokens) : 0;
+    l.marks = history ? take(per_row_tokens) : 0;
+    l.keys0 = take(per_row_tokens);
+    l.keys1 = take(per_row_tokens);
+    l.ids0 = take(per_row_tokens);
+    l.ids1 = take(per_row_tokens);
+    l.seg_begin = take(rows * 4);
+    l.seg_end = take(rows * 4);
+    l.sort_temp = take(st.sort_temp_bytes);
+    l.total = at + KILN_WORKSPACE_ALIGN;
+    return l;
+}
+
+kiln_status cuda_fail(const char *what, cudaError_t err)
+{
+    return kiln_fail(KILN_ERROR_CUDA, "%s: %s (%s)", what, cudaGetErrorName(err),
+                     cudaGetErrorString(err));
+}
+
+/* Makes `device` current for the scope and restores the caller's. */
+struct device_scope {
+    int previous = -1;
+    cudaError_t err = cudaSuccess;
+    explicit device_scope(int device)
+    {
+        err = cudaGetDevice(&previous);
+        if (err == cudaSuccess && previous != device)
+            err = cudaSetDevice(device);
+    }
+    ~device_scope()
+    {
+        int now = -1;
+        if (previous >= 0 && cudaGetDevice(&now) == cudaSuccess && now != previous)
+            cudaSetDevice(previous);
+    }
+};
+
+} // namespace
+
+extern "C" kiln_status kiln_cuda_create(kiln_sampler *s)
+{
+    int count = 0;
+    cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess || count == 0) {
+        cudaGetLastError(); /* not sticky: clear it for the caller */
+        return kiln_fail(KILN_ERROR_BACKEND_UNAVAILABLE, "no CUDA device: %s",
+                         err == cudaSuccess ? "cudaGetDeviceCount found 0"
+                                            : cudaGetErrorString(err));
+    }
+    const kiln_config &cfg = s->config;
+    if (cfg.device < 0 || cfg.device >= count)
+        return kiln_fail(KILN_ERROR_BACKEND_UNAVAILABLE,
+                         "config.device = %d, but there are %d CUDA devices", cfg.device, count);
+    if (cfg.max_batch * cfg.max_samples > ((int64_t)1 << 40))
+        return kiln_fail(KILN_ERROR_INVALID_CONFIG,
+                         "config.max_batch * max_samples = %lld is over 2^40",
+                         (long long)(cfg.max_batch * cfg.max_samples));
+    device_scope scope(cfg.device);
+    if (scope.err != cudaSuccess)
+        return cuda_fail("cudaSetDevice", scope.err);
+
+    cuda_state st;
+    st.device = cfg.device;
+    st.tiles = (cfg.max_vocab + KILN_TILE - 1) / KILN_TILE;
+    const int64_t fit = (int64_t)0x7FFFFFFF / cfg.max_vocab; /* CUB counts items in int */
+    st.rows_per_chunk = cfg.max_batch < fit ? cfg.max_batch : fit;
+    err = kiln_sort_temp_bytes(st.rows_per_chunk, cfg.max_vocab, &st.sort_temp_bytes);
+    if (err != cudaSuccess)
+        return cuda_fail("cub::DeviceSegmentedRadixSort temp storage query", err);
+
+    cuda_state *heap = (cuda_state *)malloc(sizeof *heap);
+    if (!heap)
+        return kiln_fail(KILN_ERROR_OUT_OF_MEMORY, "could not allocate the CUDA sampler state");
+    *heap = st;
+    s->cuda = heap;
+    s->workspace_bytes = make_layout(cfg, st).total;
+    return KILN_SUCCESS;
+}
+
+extern "C" void kiln_cuda_destroy(kiln_sampler *s)
+{
+    free(s->cuda);
+    s->cuda = nullptr;
+}
+
+extern "C" kiln_status kiln_cuda_sample(const kiln_sampler *s, const kiln_call *call)
+{
+    const cuda_state &st = *(const cuda_state *)s->cuda;
+    const layout l = make_layout(s->config, st);
+    char *ws = (char *)(((uintptr_t)call->workspace + KILN_WORKSPACE_ALIGN - 1) &
+                        ~(uintptr_t)(KILN_WORKSPACE_ALIGN - 1));
+    const kiln_batch &bt = call->batch;
+    const kiln_sampling_params &p = call->params;
+
+    kiln_dev_call c;
+    c.logits = bt.logits;
+    c.dtype = (int)bt.dtype;
+    c.rows = bt.num_rows;
+    c.vocab = bt.vocab_size;
+    c.row_stride = bt.row_stride;
+    c.num_samples = bt.num_samples;
+    c.history_offsets = bt.history_offsets;
+    c.history_ids = bt.history_ids;
+    c.prompt_lengths = bt.prompt_lengths;
+    c.max_history = s->config.max_history;
+    c.params = p;
+    c.out = call->outputs;
+    c.row = (kiln_dev_row *)(ws + l.row);
+    c.tile_sums = (uint64_t *)(ws + l.tile_sums);
+    c.tiles = (bt.vocab_size + KILN_TILE - 1) / KILN_TILE;
+    c.xbuf = s->config.max_history > 0 ? (float *)(ws + l.xbuf) : nullptr;
+    c.marks = s->config.max_history > 0 ? (uint32_t *)(ws + l.marks) : nullptr;
+    /* The sort runs unless the host can see that no row uses top-k or top-p. */
+    c.sort = p.top_k != nullptr || kiln_effective_top_k(p.top_k_all, bt.vocab_size) < bt.vocab_size ||
+             p.top_p != nullptr || p.top_p_all < 1.0f;
+    c.keys[0] = (uint32_t *)(ws + l.keys0);
+    c.keys[1] = (uint32_t *)(ws + l.keys1);
+    c.ids[0] = (int32_t *)(ws + l.ids0);
+    c.ids[1] = (int32_t *)(ws + l.ids1);
+    c.keys_sorted = c.keys[0];
+    c.ids_sorted = c.ids[0];
+    c.seg_begin = (int32_t *)(ws + l.seg_begin);
+    c.seg_end = (int32_t *)(ws + l.seg_end);
+    /* Chunks must hold rows * V < 2^31 for this call's V too. */
+    const int64_t fit = (int64_t)0x7FFFFFFF / bt.vocab_size;
+    c.rows_per_chunk = st.rows_per_chunk < fit ? st.rows_per_chunk : fit;
+
+    device_scope scope(st.device);
+    if (scope.err != cudaSuccess)
+        return cuda_fail("cudaSetDevice", scope.err);
+    cudaStream_t stream = (cudaStream_t)call->stream;
+    cudaError_t err = kiln_launch_prepare(c, stream);
+    if (err != cudaSuccess)
+        return cuda_fail("prepare kernel launch", err);
+    if (c.sort) {
+        err = kiln_launch_sort_and_cut(c, ws + l.sort_temp, st.sort_temp_bytes, stream);
+        if (err != cudaSuccess)
+            return cuda_fail("segmented sort / cut kernel launch", err);
+    }
+    err = kiln_launch_draw(c, stream);
+    if (err != cudaSuccess)
+        return cuda_fail("draw kernel launch", err);
+    return KILN_SUCCESS;
+}
+
+extern "C" kiln_status kiln_cuda_best_of_n(const kiln_sampler *s, const float *scores,
+                                           int64_t num_groups, int32_t n, int32_t *best,
+                                           kiln_stream stream)
+{
+    const cuda_state &st = *(const cuda_state *)s->cuda;
+    device_scope scope(st.device);
+    if (scope.err != cudaSuccess)
+        return cuda_fail("cudaSetDevice", scope.err);
+    cudaError_t err = kiln_launch_best_of_n(scores, num_groups, n, best, (cudaStream_t)stream);
+    if (err != cudaSuccess)
+        return cuda_fail("best-of-n kernel launch", err);
+    return KILN_SUCCESS;
+}

@@ -1,0 +1,25 @@
+/* The launchers behind the CUDA backend, one per kernel file. Each enqueues
+ * on `stream` and returns the launch's cudaError_t; none synchronises. */
+#ifndef KILN_CUDA_LAUNCHERS_CUH
+#define KILN_CUDA_LAUNCHERS_CUH
+
+#include <cuda_runtime.h>
+
+#include "device_call.cuh"
+
+/* prepare.cu: penalties, validity, max, masses, sort keys. */
+cudaError_t kiln_launch_prepare(const kiln_dev_call &c, cudaStream_t stream);
+
+/* topk_sort.cu: CUB temp storage for one sort chunk, and the sort + cut. */
+cudaError_t kiln_sort_temp_bytes(int64_t rows_per_chunk, int64_t vocab, size_t *bytes);
+cudaError_t kiln_launch_sort_and_cut(kiln_dev_call c, void *temp, size_t temp_bytes,
+                                     cudaStream_t stream);
+
+/* draw.cu: tile sums and probabilities, then the draws. */
+cudaError_t kiln_launch_draw(const kiln_dev_call &c, cudaStream_t stream);
+
+/* best_of_n.cu */
+cudaError_t kiln_launch_best_of_n(const float *scores, int64_t num_groups, int32_t n,
+                                  int32_t *best, cudaStream_t stream);
+
+#endif

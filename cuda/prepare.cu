@@ -1,0 +1,247 @@
+/* The fused per-row pass: parameter and history checks, penalties, max and
+ * argmax, the exact masses and their integer sums, and the sort keys of the
+ * rows that top-k or top-p will cut. One block per row. */
+#include <cub/block/block_reduce.cuh>
+
+#include "device_call.cuh"
+#include "launchers.cuh"
+
+namespace {
+
+constexpr int kThreads = 512;
+
+struct arg_max {
+    float value;
+    int32_t index;
+};
+
+/* Larger value wins; equal values go to the lower index (canonical order;
+ * -0 == +0 compares equal, as the contract wants). */
+struct arg_max_op {
+    __device__ __forceinline__ arg_max operator()(const arg_max &a, const arg_max &b) const
+    {
+        if (a.value > b.value || (a.value == b.value && a.index < b.index))
+            return a;
+        return b;
+    }
+};
+
+using reduce_u64 = cub::BlockReduce<unsigned long long, kThreads>;
+using reduce_arg = cub::BlockReduce<arg_max, kThreads>;
+
+union prepare_storage {
+    reduce_u64::TempStorage sum;
+    reduce_arg::TempStorage arg;
+};
+
+/* Block-wide sum; every thread gets the result. */
+__device__ uint64_t block_sum(uint64_t v, prepare_storage &tmp, uint64_t &slot)
+{
+    uint64_t s = reduce_u64(tmp.sum).Sum((unsigned long long)v);
+    if (threadIdx.x == 0)
+        slot = s;
+    __syncthreads();
+    s = slot;
+    __syncthreads();
+    return s;
+}
+
+__device__ void finish_invalid(const kiln_dev_call &c, int64_t b)
+{
+    if (threadIdx.x == 0) {
+        kiln_dev_row &r = c.row[b];
+        r.status = KILN_ROW_INVALID;
+        r.need_order = 0;
+        r.kept = 0;
+        if (c.sort)
+            c.seg_begin[b] = c.seg_end[b] = 0;
+    }
+}
+
+/* Applies the history of row b to its f32 copy in xbuf. marks[v] is set to 1
+ * for every history token, raised by one per generated occurrence, then
+ * claimed (exchanged with 0) by exactly one thread per distinct token, which
+ * applies the penalty once. Only marks of history tokens are touched, so the
+ * array needs no clearing between calls. */
+__device__ void apply_history(const kiln_dev_call &c, int64_t b, const int32_t *ids, int64_t len,
+                              int64_t prompt, const kiln_row_params &p)
+{
+    float *x = c.xbuf + b * c.vocab;
+    uint32_t *marks = c.marks + b * c.vocab;
+    for (int64_t i = threadIdx.x; i < len; i += kThreads)
+        marks[ids[i]] = 1;
+    __syncthreads();
+    for (int64_t i = prompt + threadIdx.x; i < len; i += kThreads)
+        atomicAdd(&marks[ids[i]], 1u);
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < len; i += kThreads) {
+        const int32_t v = ids[i];
+        const uint32_t m = atomicExch(&marks[v], 0u);
+        if (m)
+            x[v] = kiln_penalize(x[v], 1, m - 1, p.repetition, p.presence, p.frequency);
+    }
+    __syncthreads();
+}
+
+template <int DTYPE>
+__global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c)
+{
+    __shared__ prepare_storage tmp;
+    __shared__ uint64_t slot;
+    __shared__ arg_max best_slot;
+    const int64_t b = blockIdx.x;
+    const int64_t V = c.vocab;
+    const kiln_row_params p = kiln_row_params_at(&c.params, b);
+
+    /* Device-resident parameters and histories are checked here; a bad row
+     * becomes invalid (the host could not see these values). */
+    bool fault = kiln_row_params_fault(&p) != KILN_FIELD_NONE;
+    int64_t h0 = 0, len = 0, prompt = 0;
+    if (c.history_offsets) {
+        h0 = c.history_offsets[b];
+        len = c.history_offsets[b + 1] - h0;
+        if (h0 < 0 || len < 0 || len > c.max_history)
+            fault = true;
+        else if (c.prompt_lengths) {
+            prompt = c.prompt_lengths[b];
+            if (prompt < 0 || prompt > len)
+                fault = true;
+        }
+    }
+    if (!fault && len > 0) {
+        int bad = 0;
+        for (int64_t i = threadIdx.x; i < len; i += kThreads) {
+            const int32_t v = c.history_ids[h0 + i];
+            bad |= v < 0 || v >= V;
+        }
+        fault = __syncthreads_or(bad);
+    }
+    if (fault) {
+        finish_invalid(c, b);
+        return;
+    }
+
+    const int penalised =
+        len > 0 && (p.repetition != 1.0f || p.presence != 0.0f || p.frequency != 0.0f);
+    if (penalised) {
+        float *x = c.xbuf + b * V;
+        for (int64_t i = threadIdx.x; i < V; i += kThreads)
+            x[i] = kiln_load<DTYPE>(c, b, 0, i);
+        __syncthreads();
+        apply_history(c, b, c.history_ids + h0, len, prompt, p);
+    }
+
+    /* max and argmax; NaN never wins a comparison, the bad flag catches it */
+    arg_max mine = { -__int_as_float(0x7F800000), INT32_MAX };
+    int bad = 0;
+    for (int64_t i = threadIdx.x; i < V; i += kThreads) {
+        const float x = kiln_load<DTYPE>(c, b, penalised, i);
+        bad |= kiln_is_bad_logit(x);
+        if (x > mine.value) {
+            mine.value = x;
+            mine.index = (int32_t)i;
+        }
+    }
+    const arg_max best = reduce_arg(tmp.arg).Reduce(mine, arg_max_op());
+    if (threadIdx.x == 0)
+        best_slot = best;
+    bad = __syncthreads_or(bad);
+    const float m = best_slot.value;
+    const int32_t argmax = best_slot.index;
+    if (bad || m == -__int_as_float(0x7F800000)) {
+        finish_invalid(c, b);
+        return;
+    }
+    const bool need_raw = c.out.raw_logprobs != nullptr;
+    kiln_dev_row &row = c.row[b];
+
+    if (p.temperature == 0.0f) {
+        uint64_t s1 = 0;
+        if (need_raw) {
+            for (int64_t i = threadIdx.x; i < V; i += kThreads)
+                s1 += kiln_mass(kiln_load<DTYPE>(c, b, penalised, i), m, KILN_LOG2E_F);
+            s1 = block_sum(s1, tmp, slot);
+        }
+        if (threadIdx.x == 0) {
+            row.status = KILN_ROW_GREEDY;
+            row.max = m;
+            row.argmax = argmax;
+            row.penalised = penalised;
+            row.need_order = 0;
+            row.kept = 1;
+            row.log_s1 = need_raw ? kiln_log_mass(s1) : 0.0;
+            if (c.sort)
+                c.seg_begin[b] = c.seg_end[b] = 0;
+        }
+        return;
+    }
+
+    const float cexp = kiln_exp2_factor(p.temperature);
+    const uint64_t min_p_mass = p.min_p > 0.0f ? kiln_ceil_scale(p.min_p, KILN_MASS_ONE) : 0;
+    const uint64_t lo = min_p_mass > 0 ? min_p_mass : 1;
+    const int64_t k = kiln_effective_top_k(p.top_k, V);
+    const int need_order = c.sort && (k < V || p.top_p < 1.0f);
+    const bool separate_t1 = need_raw && cexp != KILN_LOG2E_F;
+    const int64_t sort_base = b * V;
+
+    uint64_t total = 0, total_t1 = 0, kept = 0, kept_mass = 0;
+    for (int64_t i = threadIdx.x; i < V; i += kThreads) {
+        const float x = kiln_load<DTYPE>(c, b, penalised, i);
+        const uint64_t w = kiln_mass(x, m, cexp);
+        total += w;
+        if (separate_t1)
+            total_t1 += kiln_mass(x, m, KILN_LOG2E_F);
+        if (need_order) {
+            c.keys[0][sort_base + i] = kiln_order_key(x);
+            c.ids[0][sort_base + i] = (int32_t)i;
+        } else if (w >= lo) {
+            kept += 1;
+            kept_mass += w;
+        }
+    }
+    total = block_sum(total, tmp, slot);
+    if (separate_t1)
+        total_t1 = block_sum(total_t1, tmp, slot);
+    if (!need_order) {
+        kept = block_sum(kept, tmp, slot);
+        kept_mass = block_sum(kept_mass, tmp, slot);
+    }
+    if (threadIdx.x == 0) {
+        row.status = KILN_ROW_SAMPLE;
+        row.max = m;
+        row.argmax = argmax;
+        row.temperature = p.temperature;
+        row.exp2_factor = cexp;
+        row.min_mass = lo;
+        row.penalised = penalised;
+        row.need_order = need_order;
+        row.top_k = (int32_t)k;
+        row.top_p = p.top_p;
+        row.log_s1 = need_raw ? kiln_log_mass(separate_t1 ? total_t1 : total) : 0.0;
+        if (!need_order) {
+            row.total = kept_mass;
+            row.kept = (int32_t)kept;
+            row.log_s = kiln_log_mass(kept_mass);
+            row.inv_s = 1.0 / kiln_u64_to_f64(kept_mass);
+        }
+        if (c.sort) {
+            /* CUB sorts rows_per_chunk rows per call; offsets are relative to
+             * the chunk's first row. Empty segments are skipped. */
+            const int64_t rel = (b % c.rows_per_chunk) * V;
+            c.seg_begin[b] = (int32_t)rel;
+            c.seg_end[b] = (int32_t)(need_order ? rel + V : rel);
+        }
+    }
+}
+
+} // namespace
+
+cudaError_t kiln_launch_prepare(const kiln_dev_call &c, cudaStream_t stream)
+{
+    switch (c.dtype) {
+    case KILN_DTYPE_F32: prepare_kernel<KILN_DTYPE_F32><<<(unsigned)c.rows, kThreads, 0, stream>>>(c); break;
+    case KILN_DTYPE_F16: prepare_kernel<KILN_DTYPE_F16><<<(unsigned)c.rows, kThreads, 0, stream>>>(c); break;
+    default: prepare_kernel<KILN_DTYPE_BF16><<<(unsigned)c.rows, kThreads, 0, stream>>>(c); break;
+    }
+    return cudaGetLastError();
+}
