@@ -19,6 +19,23 @@ void kiln_cpu_sample(const kiln_sampler *sampler, const kiln_call *call);
 
 void kiln_cpu_best_of_n(const float *scores, int64_t num_groups, int32_t n, int32_t *best);
 
+/* Whole-row passes (cpu_kernels.c), vectorised. */
+/* w[i] = kiln_mass(x[i], m, c); returns their sum. */
+uint64_t kiln_cpu_masses(const float *x, int64_t n, float m, float c, uint64_t *w);
+/* The sum of kiln_mass(x[i], m, c). */
+uint64_t kiln_cpu_mass_sum(const float *x, int64_t n, float m, float c);
+/* Smallest and largest kiln_order_key(x[i]): the max logit, and whether the
+ * row holds NaN (keys above +inf's or below -inf's) or +inf. */
+void kiln_cpu_key_range(const float *x, int64_t n, uint32_t *min_key, uint32_t *max_key);
+/* The first i with x[i] == value (-1 if none); -0 == +0. */
+int64_t kiln_cpu_find_first(const float *x, int64_t n, float value);
+/* Writes the ids of the tokens with x[i] >= threshold, ascending; returns
+ * how many. */
+size_t kiln_cpu_collect_at_least(const float *x, int64_t n, float threshold, uint32_t *ids);
+/* hist[d] = number of tokens x[0], x[stride], ... whose key's top 11 bits
+ * are d. */
+void kiln_cpu_key_hist(const float *x, int64_t n, int64_t stride, uint32_t hist[2048]);
+
 /* A list of token ids (ascending) with optional weights alongside. */
 typedef struct kiln_cpu_list {
     uint32_t *id;

@@ -144,15 +144,6 @@ static const float *load_row(const kiln_call *c, int64_t b, const kiln_row_param
     return x;
 }
 
-/* Sum of every token's mass at T = 1: the raw log-probabilities' normaliser. */
-static uint64_t mass_sum(const float *x, int64_t V, float m, float cexp)
-{
-    uint64_t s = 0;
-    for (int64_t i = 0; i < V; ++i)
-        s += kiln_mass(x[i], m, cexp);
-    return s;
-}
-
 static int in_prefix(float x, uint32_t id, kiln_cpu_cut cut)
 {
     const uint32_t k = kiln_order_key(x);
@@ -162,32 +153,21 @@ static int in_prefix(float x, uint32_t id, kiln_cpu_cut cut)
 /* ------------------------------------------------------------ kept sets */
 
 /* No top-k, no top-p: kept iff mass >= lo (masses are monotone in the logit,
- * so that is a canonical prefix). One pass: masses, their total, the prefix. */
+ * so that is a canonical prefix). */
 static kept_set keep_unordered(const float *x, int64_t V, float m, float cexp, uint64_t lo,
                                uint64_t *w, uint64_t *total_all)
 {
-    uint64_t all = 0, run = 0;
+    *total_all = kiln_cpu_masses(x, V, m, cexp, w);
+    uint64_t run = 0;
     int64_t count = 0;
     for (int64_t i = 0; i < V; ++i) {
-        const uint64_t wi = kiln_mass(x[i], m, cexp);
-        all += wi;
-        const int kept = wi >= lo;
+        const int kept = w[i] >= lo;
         count += kept;
-        run += kept ? wi : 0;
+        run += kept ? w[i] : 0;
         w[i] = run;
     }
-    *total_all = all;
     kept_set k = { NULL, w, V, count, run };
     return k;
-}
-
-/* Masses w[i] of every token and their total. */
-static uint64_t masses(const float *x, int64_t V, float m, float cexp, uint64_t *w)
-{
-    uint64_t all = 0;
-    for (int64_t i = 0; i < V; ++i)
-        all += w[i] = kiln_mass(x[i], m, cexp);
-    return all;
 }
 
 /* Dense kept set from a cut: inside the prefix and mass >= lo. w holds the
@@ -239,23 +219,58 @@ static kiln_cpu_cut sort_cut(const float *x, int64_t V, const kiln_row_params *r
     return cut;
 }
 
+/* The smallest logit whose key is at least `min_key` (keys of valid rows
+ * start at -inf's, 0x007FFFFF). */
+static float key_floor(uint32_t min_key)
+{
+    if (min_key <= 0x007FFFFFu)
+        return -__builtin_inff();
+    return kiln_f32_from_bits(min_key & 0x80000000u ? min_key & 0x7FFFFFFFu : ~min_key);
+}
+
 /* The select path for top-k: the k-th canonical token by radix select over
- * the keys alone (no exponentials), masses only for the k candidates, then
- * top-p among them and min-p. The kept set comes back sparse. */
+ * the keys alone (no exponentials), masses only for the candidates, then
+ * top-p among them and min-p. The kept set comes back sparse.
+ *
+ * Candidates are the tokens at or above a threshold estimated from a key
+ * histogram of every 16th token. Any threshold that at least k tokens reach
+ * holds the whole top-k set, and that is checked exactly: when fewer are
+ * collected, an exact histogram of every token picks the bucket and the row
+ * is collected again. The estimate only decides speed, never the answer. */
 static kept_set keep_top_k_select(const float *x, int64_t V, int64_t k, const kiln_row_params *r,
                                   float m, float cexp, uint64_t lo, scratch *sc)
 {
-    const kiln_cpu_cut cut_k = kiln_cpu_radix_cut(x, NULL, NULL, (size_t)V, (uint64_t)k,
-                                                  &sc->tmp[0], &sc->tmp[1]);
+    const int64_t stride = V >= 16384 ? 16 : 1;
+    uint32_t hist[2048];
+    kiln_cpu_key_hist(x, V, stride, hist);
+    /* aim for about 1.5 k + 64 candidates, counted in sampled tokens */
+    const uint64_t want = (uint64_t)((3 * k / 2 + 64 + stride - 1) / stride);
+    uint32_t d = 2047;
+    for (uint64_t above = 0; d > 0 && above + hist[d] < want; --d)
+        above += hist[d];
     uint32_t *ids = sc->cand;
+    size_t n = kiln_cpu_collect_at_least(x, V, key_floor(d << 21), ids);
+    if (n < (size_t)k && stride > 1) {
+        /* the sample misled (adversarial rows can): the exact histogram
+         * names the bucket that holds the k-th key */
+        kiln_cpu_key_hist(x, V, 1, hist);
+        d = 2047;
+        for (uint64_t above = 0; above + hist[d] < (uint64_t)k; --d)
+            above += hist[d];
+        n = kiln_cpu_collect_at_least(x, V, key_floor(d << 21), ids);
+    }
+    const kiln_cpu_cut cut_k =
+        kiln_cpu_radix_cut(x, ids, NULL, n, (uint64_t)k, &sc->tmp[0], &sc->tmp[1]);
     uint64_t *w = sc->w;
-    size_t n = 0;
-    for (int64_t i = 0; i < V; ++i)
-        if (in_prefix(x[i], (uint32_t)i, cut_k))
-            ids[n++] = (uint32_t)i;
     uint64_t mass_k = 0;
+    size_t in_k = 0;
     for (size_t j = 0; j < n; ++j)
-        mass_k += w[j] = kiln_mass(x[ids[j]], m, cexp);
+        if (in_prefix(x[ids[j]], ids[j], cut_k)) {
+            ids[in_k] = ids[j];
+            mass_k += w[in_k] = kiln_mass(x[ids[j]], m, cexp);
+            ++in_k;
+        }
+    n = in_k;
 
     kiln_cpu_cut cut_p = cut_k;
     if (r->top_p < 1.0f)
@@ -295,7 +310,7 @@ static void write_greedy_row(const kiln_call *c, int64_t b, const float *x, floa
 {
     const kiln_outputs *o = &c->outputs;
     const int64_t V = c->batch.vocab_size, n = c->batch.num_samples;
-    const double log_s1 = o->raw_logprobs ? kiln_log_mass(mass_sum(x, V, m, KILN_LOG2E_F)) : 0.0;
+    const double log_s1 = o->raw_logprobs ? kiln_log_mass(kiln_cpu_mass_sum(x, V, m, KILN_LOG2E_F)) : 0.0;
     for (int64_t j = 0; j < n; ++j) {
         o->tokens[b * n + j] = (int32_t)argmax;
         if (o->logprobs)
@@ -322,20 +337,23 @@ static void sample_row(const kiln_sampler *s, const kiln_call *c, int64_t b, scr
     const kiln_row_params r = kiln_row_params_at(&c->params, b);
     const float *x = load_row(c, b, &r, sc);
 
-    float m = -__builtin_inff();
-    int bad = 0;
-    int64_t argmax = 0;
-    for (int64_t i = 0; i < V; ++i) {
-        bad |= kiln_is_bad_logit(x[i]);
-        if (x[i] > m) { /* strict: the first maximum, -0 == +0 */
-            m = x[i];
-            argmax = i;
-        }
-    }
-    if (bad || m == -__builtin_inff()) {
+    /* NaN sorts above +inf or below -inf in key order, so the key range
+     * answers validity; the max logit is the first token with the top key. */
+    const int64_t k = kiln_effective_top_k(r.top_k, V);
+    const int top_k_select =
+        k < V && r.temperature != 0.0f && s->config.algorithm != KILN_ALGORITHM_SORT;
+    uint32_t min_key, max_key;
+    kiln_cpu_key_range(x, V, &min_key, &max_key);
+    const uint32_t key_pos_inf = 0xFF800000u, key_neg_inf = 0x007FFFFFu;
+    if (max_key >= key_pos_inf || min_key < key_neg_inf || max_key == key_neg_inf) {
         write_invalid_row(c, b);
         return;
     }
+    /* the float whose key is max_key (+0 for the key of zero, which -0
+     * equals too) */
+    const float top = kiln_f32_from_bits(max_key & 0x80000000u ? max_key & 0x7FFFFFFFu : ~max_key);
+    const int64_t argmax = kiln_cpu_find_first(x, V, top);
+    const float m = x[argmax];
     if (r.temperature == 0.0f) {
         write_greedy_row(c, b, x, m, argmax);
         return;
@@ -344,7 +362,6 @@ static void sample_row(const kiln_sampler *s, const kiln_call *c, int64_t b, scr
     const float cexp = kiln_exp2_factor(r.temperature);
     const uint64_t min_mass = r.min_p > 0.0f ? kiln_ceil_scale(r.min_p, KILN_MASS_ONE) : 0;
     const uint64_t lo = min_mass > 0 ? min_mass : 1;
-    const int64_t k = kiln_effective_top_k(r.top_k, V);
     const int ordered = k < V || r.top_p < 1.0f;
     /* total over every token at cexp, when a path computes it (else 0) */
     uint64_t total_all = 0;
@@ -353,13 +370,13 @@ static void sample_row(const kiln_sampler *s, const kiln_call *c, int64_t b, scr
     if (!ordered) {
         ks = keep_unordered(x, V, m, cexp, lo, sc->w, &total_all);
     } else if (s->config.algorithm == KILN_ALGORITHM_SORT) {
-        total_all = masses(x, V, m, cexp, sc->w);
+        total_all = kiln_cpu_masses(x, V, m, cexp, sc->w);
         ks = keep_before_cut(x, V, lo, sort_cut(x, V, &r, sc->w, sc), sc->w);
-    } else if (k < V) {
+    } else if (top_k_select) {
         ks = keep_top_k_select(x, V, k, &r, m, cexp, lo, sc);
         have_total_all = 0;
     } else {
-        total_all = masses(x, V, m, cexp, sc->w);
+        total_all = kiln_cpu_masses(x, V, m, cexp, sc->w);
         const kiln_cpu_cut cut = kiln_cpu_radix_cut(
             x, NULL, sc->w, (size_t)V, kiln_ceil_scale(r.top_p, total_all), &sc->tmp[0], &sc->tmp[1]);
         ks = keep_before_cut(x, V, lo, cut, sc->w);
@@ -369,7 +386,7 @@ static void sample_row(const kiln_sampler *s, const kiln_call *c, int64_t b, scr
     if (o->raw_logprobs)
         log_s1 = kiln_log_mass(cexp == KILN_LOG2E_F && have_total_all
                                    ? total_all
-                                   : mass_sum(x, V, m, KILN_LOG2E_F));
+                                   : kiln_cpu_mass_sum(x, V, m, KILN_LOG2E_F));
     const double log_s = kiln_log_mass(ks.total);
     for (int64_t j = 0; j < n; ++j) {
         const uint64_t u = kiln_philox_draw64(r.seed, (uint64_t)j, r.offset);

@@ -3,7 +3,7 @@
  *  - only IEEE-754 operations that are correctly rounded (+, -, *, /,
  *    conversions) on binary32/binary64, in a fixed order;
  *  - no fused multiply-add (gcc: -ffp-contract=off; nvcc: --fmad=false);
- *  - no libm: exp and log are kiln's own below;
+ *  - no libm but floor, which is exact: exp and log are kiln's own below;
  *  - integer arithmetic wherever a result must be exact (masses, sums,
  *    thresholds). */
 #ifndef KILN_SHARED_NUMERICS_H
@@ -84,9 +84,9 @@ KILN_HD int kiln_is_bad_logit(float x)
 KILN_HD uint32_t kiln_order_key(float x)
 {
     uint32_t u = kiln_f32_bits(x);
-    if ((u << 1) == 0)
-        u = 0;
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    u = (u << 1) ? u : 0u;                          /* -0 -> +0 */
+    const uint32_t flip = (0u - (u >> 31)) | 0x80000000u; /* all bits if negative */
+    return u ^ flip;
 }
 
 /* -------------------------------------------------------------- penalties */
@@ -166,6 +166,17 @@ KILN_HD float kiln_exp2_factor(float temperature)
     return c <= KILN_FLT_MAX ? c : KILN_FLT_MAX;
 }
 
+/* floor is exact, so libm's and the device's agree; the builtin lets gcc
+ * vectorise it (roundps) where a compare-and-adjust would not be. */
+KILN_HD float kiln_floorf(float v)
+{
+#if defined(__CUDA_ARCH__)
+    return floorf(v);
+#else
+    return __builtin_floorf(v);
+#endif
+}
+
 /* 2^f for f = j * 2^-23 in [0, 1), result in [1, 2). Horner form with
  * positive coefficients and f >= 0: every rounded step is monotone in f, so
  * the result is non-decreasing in j. Max relative error 8.85e-8 (binary32
@@ -179,16 +190,17 @@ KILN_HD float kiln_exp2_fraction(float f)
     q = q * f + 0x1.ebfd58p-3f;
     q = q * f + 0x1.62e42cp-1f;
     float p = 1.0f + f * q;
-    /* The top few j round to 2.0; clamping keeps p below the next binade so
-     * its mantissa is read correctly, and keeps monotonicity across the
-     * integer part (p(max j) < 2 p(0)). */
+    /* With these coefficients p stays below 2 for every j (the largest is
+     * 0x1.fffffep0, tests/test_numerics.c); the clamp makes that a property
+     * of the code rather than of the coefficients, since kiln_mass reads p's
+     * mantissa assuming p < 2 and monotonicity needs p(max j) < 2 p(0). */
     return p < 0x1.fffffep0f ? p : 0x1.fffffep0f;
 }
 
 /* The fixed-point mass floor(2^40 * 2^t) of a token with logit x in a row
  * with max logit m and exp2 factor c, where t = (x - m) * c <= 0.
- * t is quantised to q = floor(t * 2^23) (exact: scaling by 2^23 is exact and
- * the floor is taken on an integer-valued or small float), split into an
+ * t is quantised to q = floor(t * 2^23) (exact: scaling by 2^23 is exact),
+ * split into an
  * integer part n and a 23-bit fraction j, and 2^(j/2^23) comes from
  * kiln_exp2_fraction. Every step is monotone, so x_a >= x_b implies
  * mass_a >= mass_b, and the max token gets exactly 2^40. t below -64 (also
@@ -196,22 +208,21 @@ KILN_HD float kiln_exp2_fraction(float f)
 KILN_HD uint64_t kiln_mass(float x, float m, float c)
 {
     float t = (x - m) * c;
-    if (!(t >= -64.0f))
-        t = -64.0f;
-    float tq = t * 8388608.0f;
-    int32_t q = (int32_t)tq; /* truncates toward 0; |tq| <= 2^29 */
-    q -= (tq < (float)q);    /* floor: (float)q is exact (see above) */
+    t = t >= -64.0f ? t : -64.0f; /* NaN too */
+    const float tq = t * 8388608.0f;
+    const int32_t q = (int32_t)kiln_floorf(tq); /* exact: |tq| <= 2^29 */
     uint32_t neg = (uint32_t)(-q);
     int32_t n = -(int32_t)((neg + 0x7FFFFFu) >> 23); /* floor(q / 2^23) */
     uint32_t j = (uint32_t)q & 0x7FFFFFu;
     float p = kiln_exp2_fraction((float)j * 0x1p-23f);
     uint64_t man = (kiln_f32_bits(p) & 0x7FFFFFu) | 0x800000u; /* p = man * 2^-23 */
-    int shift = (KILN_FRACTION_BITS - 23) + n;
-    if (shift >= 0)
-        return man << shift;
-    if (shift > -24)
-        return man >> -shift;
-    return 0;
+    /* w = man * 2^(17 + n), n in [-64, 0]: a left shift of at most 17 and a
+     * right shift of at most 47 (man < 2^24, so >= 24 gives 0). Written
+     * without branches so compilers can vectorise it. */
+    const int shift = (KILN_FRACTION_BITS - 23) + n;
+    const int left = shift > 0 ? shift : 0;
+    const int right = shift < 0 ? -shift : 0;
+    return (man << left) >> right;
 }
 
 /* kiln_mass(x, m, c) > 0, without the exponential: the mass is zero exactly
