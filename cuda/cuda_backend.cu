@@ -48,13 +48,15 @@ layout make_layout(const kiln_config &cfg, const cuda_state &st)
     const bool history = cfg.max_history > 0;
     l.xbuf = history ? take(per_row_tokens) : 0;
     l.marks = history ? take(per_row_tokens) : 0;
-    l.keys0 = take(per_row_tokens);
-    l.keys1 = take(per_row_tokens);
-    l.ids0 = take(per_row_tokens);
-    l.ids1 = take(per_row_tokens);
-    l.seg_begin = take(rows * 4);
-    l.seg_end = take(rows * 4);
-    l.sort_temp = take(st.sort_temp_bytes);
+    /* only the sort algorithm needs the key/id buffers */
+    const bool sort = cfg.algorithm == KILN_ALGORITHM_SORT;
+    l.keys0 = sort ? take(per_row_tokens) : 0;
+    l.keys1 = sort ? take(per_row_tokens) : 0;
+    l.ids0 = sort ? take(per_row_tokens) : 0;
+    l.ids1 = sort ? take(per_row_tokens) : 0;
+    l.seg_begin = sort ? take(rows * 4) : 0;
+    l.seg_end = sort ? take(rows * 4) : 0;
+    l.sort_temp = sort ? take(st.sort_temp_bytes) : 0;
     l.total = at + KILN_WORKSPACE_ALIGN;
     return l;
 }
@@ -112,9 +114,12 @@ extern "C" kiln_status kiln_cuda_create(kiln_sampler *s)
     st.tiles = (cfg.max_vocab + KILN_TILE - 1) / KILN_TILE;
     const int64_t fit = (int64_t)0x7FFFFFFF / cfg.max_vocab; /* CUB counts items in int */
     st.rows_per_chunk = cfg.max_batch < fit ? cfg.max_batch : fit;
-    err = kiln_sort_temp_bytes(st.rows_per_chunk, cfg.max_vocab, &st.sort_temp_bytes);
-    if (err != cudaSuccess)
-        return cuda_fail("cub::DeviceSegmentedRadixSort temp storage query", err);
+    st.sort_temp_bytes = 0;
+    if (cfg.algorithm == KILN_ALGORITHM_SORT) {
+        err = kiln_sort_temp_bytes(st.rows_per_chunk, cfg.max_vocab, &st.sort_temp_bytes);
+        if (err != cudaSuccess)
+            return cuda_fail("cub::DeviceSegmentedRadixSort temp storage query", err);
+    }
 
     cuda_state *heap = (cuda_state *)malloc(sizeof *heap);
     if (!heap)
@@ -158,17 +163,21 @@ extern "C" kiln_status kiln_cuda_sample(const kiln_sampler *s, const kiln_call *
     c.tiles = (bt.vocab_size + KILN_TILE - 1) / KILN_TILE;
     c.xbuf = s->config.max_history > 0 ? (float *)(ws + l.xbuf) : nullptr;
     c.marks = s->config.max_history > 0 ? (uint32_t *)(ws + l.marks) : nullptr;
-    /* The sort runs unless the host can see that no row uses top-k or top-p. */
-    c.sort = p.top_k != nullptr || kiln_effective_top_k(p.top_k_all, bt.vocab_size) < bt.vocab_size ||
-             p.top_p != nullptr || p.top_p_all < 1.0f;
-    c.keys[0] = (uint32_t *)(ws + l.keys0);
-    c.keys[1] = (uint32_t *)(ws + l.keys1);
-    c.ids[0] = (int32_t *)(ws + l.ids0);
-    c.ids[1] = (int32_t *)(ws + l.ids1);
+    /* A cut kernel runs unless the host can see that no row uses top-k or
+     * top-p. AUTO is the select path: it reads each row a few times from
+     * cache where the sort writes and re-reads 16 bytes per token. */
+    c.order = p.top_k != nullptr || kiln_effective_top_k(p.top_k_all, bt.vocab_size) < bt.vocab_size ||
+              p.top_p != nullptr || p.top_p_all < 1.0f;
+    c.sort = c.order && s->config.algorithm == KILN_ALGORITHM_SORT;
+    const bool sort_buffers = s->config.algorithm == KILN_ALGORITHM_SORT;
+    c.keys[0] = sort_buffers ? (uint32_t *)(ws + l.keys0) : nullptr;
+    c.keys[1] = sort_buffers ? (uint32_t *)(ws + l.keys1) : nullptr;
+    c.ids[0] = sort_buffers ? (int32_t *)(ws + l.ids0) : nullptr;
+    c.ids[1] = sort_buffers ? (int32_t *)(ws + l.ids1) : nullptr;
     c.keys_sorted = c.keys[0];
     c.ids_sorted = c.ids[0];
-    c.seg_begin = (int32_t *)(ws + l.seg_begin);
-    c.seg_end = (int32_t *)(ws + l.seg_end);
+    c.seg_begin = sort_buffers ? (int32_t *)(ws + l.seg_begin) : nullptr;
+    c.seg_end = sort_buffers ? (int32_t *)(ws + l.seg_end) : nullptr;
     /* Chunks must hold rows * V < 2^31 for this call's V too. */
     const int64_t fit = (int64_t)0x7FFFFFFF / bt.vocab_size;
     c.rows_per_chunk = st.rows_per_chunk < fit ? st.rows_per_chunk : fit;
@@ -184,6 +193,10 @@ extern "C" kiln_status kiln_cuda_sample(const kiln_sampler *s, const kiln_call *
         err = kiln_launch_sort_and_cut(c, ws + l.sort_temp, st.sort_temp_bytes, stream);
         if (err != cudaSuccess)
             return cuda_fail("segmented sort / cut kernel launch", err);
+    } else if (c.order) {
+        err = kiln_launch_select_cut(c, stream);
+        if (err != cudaSuccess)
+            return cuda_fail("radix-select cut kernel launch", err);
     }
     err = kiln_launch_draw(c, stream);
     if (err != cudaSuccess)

@@ -53,7 +53,8 @@ struct kiln_dev_call {
     int64_t tiles;       /* tiles per row */
     float *xbuf;         /* [rows, V] penalised rows (NULL without histories) */
     uint32_t *marks;     /* [rows, V] history bookkeeping (NULL without histories) */
-    int sort;            /* the segmented sort runs in this call */
+    int order;           /* some row may use top-k or top-p: a cut kernel runs */
+    int sort;            /* the cut comes from the segmented sort (else from select) */
     uint32_t *keys[2];            /* [rows, V] canonical keys: prepare writes keys[0] */
     int32_t *ids[2];              /* [rows, V] token ids, alongside */
     const uint32_t *keys_sorted;  /* whichever of keys[] the sort left its result in */

@@ -15,6 +15,9 @@ cudaError_t kiln_sort_temp_bytes(int64_t rows_per_chunk, int64_t vocab, size_t *
 cudaError_t kiln_launch_sort_and_cut(kiln_dev_call c, void *temp, size_t temp_bytes,
                                      cudaStream_t stream);
 
+/* topk_select.cu: the radix-select cut, no sort. */
+cudaError_t kiln_launch_select_cut(const kiln_dev_call &c, cudaStream_t stream);
+
 /* draw.cu: tile sums and probabilities, then the draws. */
 cudaError_t kiln_launch_draw(const kiln_dev_call &c, cudaStream_t stream);
 

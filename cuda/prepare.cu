@@ -180,7 +180,7 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
     const uint64_t min_p_mass = p.min_p > 0.0f ? kiln_ceil_scale(p.min_p, KILN_MASS_ONE) : 0;
     const uint64_t lo = min_p_mass > 0 ? min_p_mass : 1;
     const int64_t k = kiln_effective_top_k(p.top_k, V);
-    const int need_order = c.sort && (k < V || p.top_p < 1.0f);
+    const int need_order = c.order && (k < V || p.top_p < 1.0f);
     const bool separate_t1 = need_raw && cexp != KILN_LOG2E_F;
     const int64_t sort_base = b * V;
 
@@ -192,8 +192,10 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
         if (separate_t1)
             total_t1 += kiln_mass(x, m, KILN_LOG2E_F);
         if (need_order) {
-            c.keys[0][sort_base + i] = kiln_order_key(x);
-            c.ids[0][sort_base + i] = (int32_t)i;
+            if (c.sort) {
+                c.keys[0][sort_base + i] = kiln_order_key(x);
+                c.ids[0][sort_base + i] = (int32_t)i;
+            }
         } else if (w >= lo) {
             kept += 1;
             kept_mass += w;
@@ -218,6 +220,7 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
         row.top_k = (int32_t)k;
         row.top_p = p.top_p;
         row.log_s1 = need_raw ? kiln_log_mass(separate_t1 ? total_t1 : total) : 0.0;
+        row.total = total; /* every token's mass; the cut kernels replace it */
         if (!need_order) {
             row.total = kept_mass;
             row.kept = (int32_t)kept;

@@ -227,10 +227,12 @@ static void batch_views(const batch_data *d, kiln_batch *b, kiln_sampling_params
     *p = pi;
 }
 
-static kt_sampler make_sampler(kiln_backend backend, int64_t B, int64_t V, int32_t n)
+static kt_sampler make_sampler_with(kiln_backend backend, kiln_algorithm alg, int64_t B, int64_t V,
+                                    int32_t n)
 {
     kiln_config cfg = KILN_CONFIG_INIT;
     cfg.backend = backend;
+    cfg.algorithm = alg;
     cfg.max_batch = B;
     cfg.max_vocab = V;
     cfg.max_samples = n;
@@ -242,6 +244,11 @@ static kt_sampler make_sampler(kiln_backend backend, int64_t B, int64_t V, int32
                                               : kt_device_alloc(s.workspace_size);
     cr_assert_not_null(s.workspace);
     return s;
+}
+
+static kt_sampler make_sampler(kiln_backend backend, int64_t B, int64_t V, int32_t n)
+{
+    return make_sampler_with(backend, KILN_ALGORITHM_AUTO, B, V, n);
 }
 
 static void free_sampler(kt_sampler *s)
@@ -281,6 +288,7 @@ static void first_difference(const kt_result *a, const kt_result *b, char *msg, 
     snprintf(msg, size, "no difference");
 }
 
+/* CPU == GPU select == GPU sort, every byte. */
 static void parity(int64_t B, int64_t V, kiln_dtype dt)
 {
     const int32_t n = 3;
@@ -289,18 +297,22 @@ static void parity(int64_t B, int64_t V, kiln_dtype dt)
     kiln_sampling_params p;
     batch_views(&d, &b, &p);
     kt_sampler cpu = make_sampler(KILN_BACKEND_CPU, B, V, n);
-    kt_sampler gpu = make_sampler(KILN_BACKEND_CUDA, B, V, n);
     kt_result rc = kt_result_alloc(B, V, n), rg = kt_result_alloc(B, V, n);
     cr_assert_eq(kt_sample(&cpu, &b, &p, &rc), KILN_SUCCESS, "CPU: %s", kiln_last_error());
-    cr_assert_eq(kt_sample_device(&gpu, &b, &p, &rg), KILN_SUCCESS, "GPU: %s", kiln_last_error());
-    char msg[256];
-    first_difference(&rg, &rc, msg, sizeof msg);
-    cr_assert(kt_result_equal(&rg, &rc), "B=%lld V=%lld dtype=%d: %s", (long long)B,
-              (long long)V, (int)dt, msg);
+    static const kiln_algorithm algs[2] = { KILN_ALGORITHM_SELECT, KILN_ALGORITHM_SORT };
+    for (int a = 0; a < 2; ++a) {
+        kt_sampler gpu = make_sampler_with(KILN_BACKEND_CUDA, algs[a], B, V, n);
+        kt_result_poison(&rg);
+        cr_assert_eq(kt_sample_device(&gpu, &b, &p, &rg), KILN_SUCCESS, "GPU: %s", kiln_last_error());
+        char msg[256];
+        first_difference(&rg, &rc, msg, sizeof msg);
+        cr_assert(kt_result_equal(&rg, &rc), "B=%lld V=%lld dtype=%d GPU %s: %s", (long long)B,
+                  (long long)V, (int)dt, a == 0 ? "select" : "sort", msg);
+        free_sampler(&gpu);
+    }
     kt_result_free(&rc);
     kt_result_free(&rg);
     free_sampler(&cpu);
-    free_sampler(&gpu);
     free_batch(&d);
 }
 

@@ -1,0 +1,201 @@
+/* The select path of top-k / top-p / min-p on the GPU: no sort. One block
+ * per row finds each cut by radix select: shared-memory histograms over the
+ * canonical key's digits (11, 11, 10 bits, highest first), then over the
+ * token id's digits (12, 12 bits, lowest first, since equal keys rank by
+ * ascending id). Weights are exact integers (1 for top-k, the mass for
+ * top-p) accumulated with atomics, so the histograms, and the cut, do not
+ * depend on the order threads add them in: the same cut the sort finds. */
+#include <cub/block/block_reduce.cuh>
+#include <cub/block/block_scan.cuh>
+
+#include "device_call.cuh"
+#include "launchers.cuh"
+
+namespace {
+
+constexpr int kThreads = 512;
+constexpr int kMaxBins = 4096;
+constexpr int kBinsPerThread = kMaxBins / kThreads;
+
+using scan_u64 = cub::BlockScan<unsigned long long, kThreads>;
+using reduce_u64 = cub::BlockReduce<unsigned long long, kThreads>;
+
+struct select_storage {
+    unsigned long long hist[kMaxBins];
+    union {
+        scan_u64::TempStorage scan;
+        reduce_u64::TempStorage sum;
+    } cub;
+    unsigned long long above;
+    unsigned long long total;
+    uint32_t digit;
+};
+
+struct level {
+    int on_id; /* 0: key digit; 1: id digit */
+    int shift;
+    uint32_t mask;
+};
+
+__constant__ level kLevels[5] = {
+    { 0, 21, 0x7FFu }, { 0, 10, 0x7FFu }, { 0, 0, 0x3FFu }, { 1, 12, 0xFFFu }, { 1, 0, 0xFFFu },
+};
+
+struct cut {
+    uint32_t key;
+    uint32_t id;
+};
+
+__device__ __forceinline__ bool before_or_at(uint32_t key, uint32_t id, cut c)
+{
+    return key > c.key || (key == c.key && id <= c.id);
+}
+
+/* The cut of the shortest canonical prefix whose weight reaches `target`,
+ * among the tokens inside `within` (when `restrict`). Weight: 1, or the
+ * token's mass when `by_mass`. */
+template <int DTYPE>
+__device__ cut radix_cut(const kiln_dev_call &c, int64_t b, const kiln_dev_row &row, bool by_mass,
+                         bool restrict, cut within, uint64_t target, select_storage &sm)
+{
+    uint32_t key_prefix = 0, key_mask = 0, id_prefix = 0, id_mask = 0;
+    uint64_t above = 0;
+    for (int lv = 0; lv < 5; ++lv) {
+        const level L = kLevels[lv];
+        const int bins = (int)L.mask + 1;
+        for (int d = threadIdx.x; d < kMaxBins; d += kThreads)
+            sm.hist[d] = 0;
+        __syncthreads();
+        for (int64_t i = threadIdx.x; i < c.vocab; i += kThreads) {
+            const float x = kiln_load<DTYPE>(c, b, row.penalised, i);
+            const uint32_t key = kiln_order_key(x);
+            if ((key & key_mask) != key_prefix || ((uint32_t)i & id_mask) != id_prefix)
+                continue;
+            if (restrict && !before_or_at(key, (uint32_t)i, within))
+                continue;
+            const uint64_t w = by_mass ? kiln_mass(x, row.max, row.exp2_factor) : 1;
+            if (w == 0)
+                continue;
+            const uint32_t d = ((L.on_id ? (uint32_t)i : key) >> L.shift) & L.mask;
+            atomicAdd(&sm.hist[d], (unsigned long long)w);
+        }
+        __syncthreads();
+        /* Walk order: keys from the highest digit down, ids from the lowest
+         * up. Each thread owns kBinsPerThread consecutive walk positions. */
+        unsigned long long mine[kBinsPerThread];
+        unsigned long long own = 0;
+#pragma unroll
+        for (int j = 0; j < kBinsPerThread; ++j) {
+            const int pos = threadIdx.x * kBinsPerThread + j;
+            const int d = L.on_id ? pos : bins - 1 - pos;
+            mine[j] = pos < bins ? sm.hist[d] : 0;
+            own += mine[j];
+        }
+        unsigned long long before;
+        scan_u64(sm.cub.scan).ExclusiveSum(own, before);
+        unsigned long long run = above + before;
+#pragma unroll
+        for (int j = 0; j < kBinsPerThread; ++j) {
+            const int pos = threadIdx.x * kBinsPerThread + j;
+            if (pos < bins && run < target && run + mine[j] >= target) {
+                sm.digit = (uint32_t)(L.on_id ? pos : bins - 1 - pos);
+                sm.above = run; /* weight strictly before the boundary digit */
+            }
+            run += mine[j];
+        }
+        __syncthreads();
+        above = sm.above;
+        const uint32_t d = sm.digit;
+        if (L.on_id) {
+            id_prefix |= d << L.shift;
+            id_mask |= L.mask << L.shift;
+        } else {
+            key_prefix |= d << L.shift;
+            key_mask |= L.mask << L.shift;
+        }
+        __syncthreads();
+    }
+    cut out = { key_prefix, id_prefix };
+    return out;
+}
+
+template <int DTYPE>
+__global__ void __launch_bounds__(kThreads) select_cut_kernel(const kiln_dev_call c)
+{
+    extern __shared__ __align__(16) unsigned char raw[];
+    select_storage &sm = *reinterpret_cast<select_storage *>(raw);
+    const int64_t b = blockIdx.x;
+    kiln_dev_row &row_ref = c.row[b];
+    if (row_ref.status != KILN_ROW_SAMPLE || !row_ref.need_order)
+        return;
+    const kiln_dev_row row = row_ref;
+    const cut all = { 0u, 0xFFFFFFFFu }; /* after every token */
+
+    cut top = all;
+    uint64_t mass_k = row.total; /* the prepare kernel's sum of every mass */
+    if (row.top_k < c.vocab) {
+        top = radix_cut<DTYPE>(c, b, row, false, false, all, (uint64_t)row.top_k, sm);
+        uint64_t s = 0;
+        for (int64_t i = threadIdx.x; i < c.vocab; i += kThreads) {
+            const float x = kiln_load<DTYPE>(c, b, row.penalised, i);
+            if (before_or_at(kiln_order_key(x), (uint32_t)i, top))
+                s += kiln_mass(x, row.max, row.exp2_factor);
+        }
+        s = reduce_u64(sm.cub.sum).Sum((unsigned long long)s);
+        if (threadIdx.x == 0)
+            sm.total = s;
+        __syncthreads();
+        mass_k = sm.total;
+        __syncthreads();
+    }
+    cut last = top;
+    if (row.top_p < 1.0f)
+        last = radix_cut<DTYPE>(c, b, row, true, row.top_k < c.vocab, top,
+                                kiln_ceil_scale(row.top_p, mass_k), sm);
+
+    uint64_t kept = 0, kept_mass = 0;
+    for (int64_t i = threadIdx.x; i < c.vocab; i += kThreads) {
+        const float x = kiln_load<DTYPE>(c, b, row.penalised, i);
+        if (!before_or_at(kiln_order_key(x), (uint32_t)i, last))
+            continue;
+        const uint64_t w = kiln_mass(x, row.max, row.exp2_factor);
+        if (w >= row.min_mass) {
+            kept += 1;
+            kept_mass += w;
+        }
+    }
+    kept = reduce_u64(sm.cub.sum).Sum((unsigned long long)kept);
+    __syncthreads();
+    kept_mass = reduce_u64(sm.cub.sum).Sum((unsigned long long)kept_mass);
+    if (threadIdx.x == 0) {
+        row_ref.cut_key = last.key;
+        row_ref.cut_id = (int32_t)last.id;
+        row_ref.total = kept_mass;
+        row_ref.kept = (int32_t)kept;
+        row_ref.log_s = kiln_log_mass(kept_mass);
+        row_ref.inv_s = 1.0 / kiln_u64_to_f64(kept_mass);
+    }
+}
+
+template <int DTYPE>
+cudaError_t launch(const kiln_dev_call &c, cudaStream_t stream)
+{
+    const size_t smem = sizeof(select_storage);
+    cudaError_t err = cudaFuncSetAttribute(select_cut_kernel<DTYPE>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (err != cudaSuccess)
+        return err;
+    select_cut_kernel<DTYPE><<<(unsigned)c.rows, kThreads, smem, stream>>>(c);
+    return cudaGetLastError();
+}
+
+} // namespace
+
+cudaError_t kiln_launch_select_cut(const kiln_dev_call &c, cudaStream_t stream)
+{
+    switch (c.dtype) {
+    case KILN_DTYPE_F32: return launch<KILN_DTYPE_F32>(c, stream);
+    case KILN_DTYPE_F16: return launch<KILN_DTYPE_F16>(c, stream);
+    default: return launch<KILN_DTYPE_BF16>(c, stream);
+    }
+}
