@@ -105,13 +105,13 @@ install(FILES ${PROJECT_BINARY_DIR}/kilnConfig.cmake ${PROJECT_BINARY_DIR}/kilnC
 
 # ------------------------------------------------------------ pkg-config
 # `pkg-config --libs kiln` links the shared library; `--static` adds what
-# libkiln.a needs (OpenMP, and the CUDA runtime when built with CUDA).
+# libkiln.a needs (OpenMP, and the CUDA runtime and cuBLAS when built with CUDA).
 set(KILN_PC_LIBS_PRIVATE "${OpenMP_C_FLAGS}")
 if(KILN_CUDA_SOURCES)
   get_target_property(KILN_CUDART_STATIC CUDA::cudart_static IMPORTED_LOCATION)
   get_filename_component(KILN_CUDART_DIR "${KILN_CUDART_STATIC}" DIRECTORY)
   string(APPEND KILN_PC_LIBS_PRIVATE
-         " -L${KILN_CUDART_DIR} -lcudart_static -lrt -lpthread -ldl -lstdc++")
+         " -L${KILN_CUDART_DIR} -lcudart_static -lcublas -lrt -lpthread -ldl -lstdc++")
 endif()
 string(STRIP "${KILN_PC_LIBS_PRIVATE}" KILN_PC_LIBS_PRIVATE)
 # prefix is found from the .pc file's own place, so the tree stays right

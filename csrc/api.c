@@ -33,7 +33,8 @@ kiln_status kiln_sampler_create(const kiln_config *config, kiln_sampler **sample
     s->config = cfg;
     if (cfg.backend == KILN_BACKEND_CPU) {
         s->config.num_threads = kiln_cpu_thread_count(cfg.num_threads);
-        s->workspace_bytes = kiln_cpu_workspace_size(&s->config);
+        s->lm_head_bytes = cfg.max_hidden > 0 ? kiln_lm_head_logits_bytes(&cfg) : 0;
+        s->workspace_bytes = s->lm_head_bytes + kiln_cpu_workspace_size(&s->config);
     } else {
         st = kiln_cuda_create(s);
         if (st) {
@@ -94,6 +95,39 @@ kiln_status kiln_sample(kiln_sampler *sampler, const kiln_batch *batch,
         return KILN_SUCCESS;
     }
     return kiln_cuda_sample(sampler, &call);
+}
+
+kiln_status kiln_sample_hidden(kiln_sampler *sampler, const kiln_lm_head *head,
+                               const kiln_batch *batch, const kiln_sampling_params *params,
+                               const kiln_outputs *outputs, void *workspace, size_t workspace_size,
+                               kiln_stream stream)
+{
+    kiln_clear_error();
+    const int on_host = sampler && sampler->config.backend == KILN_BACKEND_CPU;
+    kiln_lm_head h;
+    kiln_call call;
+    kiln_status st = kiln_validate_hidden(sampler, head, batch, params, outputs, workspace,
+                                          workspace_size, stream, on_host, &h, &call);
+    if (st)
+        return st;
+    /* The logits at the front of the aligned workspace, the sampling
+     * workspace after the lm-head part (the size query counted both). */
+    char *base = kiln_workspace_base(workspace);
+    const size_t cells = (size_t)sampler->config.max_batch * (size_t)sampler->config.max_vocab;
+    float *logits = (float *)base;
+    uint16_t *logits_bf16 = (uint16_t *)(base + kiln_round_up_align(cells * 4));
+    call.batch.logits = h.logits_dtype == KILN_DTYPE_BF16 ? (const void *)logits_bf16
+                                                          : (const void *)logits;
+    call.batch.row_stride = call.batch.vocab_size;
+    call.workspace = base + sampler->lm_head_bytes;
+    call.workspace_size = workspace_size - (size_t)((char *)call.workspace - (char *)workspace);
+    if (on_host) {
+        kiln_cpu_lm_head(sampler, &h, call.batch.num_rows, call.batch.vocab_size, logits,
+                         h.logits_dtype == KILN_DTYPE_BF16 ? logits_bf16 : NULL);
+        kiln_cpu_sample(sampler, &call);
+        return KILN_SUCCESS;
+    }
+    return kiln_cuda_sample_hidden(sampler, &h, &call, logits, logits_bf16);
 }
 
 kiln_status kiln_best_of_n(kiln_sampler *sampler, const float *scores, int64_t num_groups,

@@ -32,3 +32,14 @@ kiln_status kiln_cuda_best_of_n(const kiln_sampler *sampler, const float *scores
     (void)stream;
     return kiln_fail(KILN_ERROR_BACKEND_UNAVAILABLE, "this kiln was built without CUDA");
 }
+
+kiln_status kiln_cuda_sample_hidden(const kiln_sampler *sampler, const kiln_lm_head *head,
+                                    const kiln_call *call, float *logits, uint16_t *logits_bf16)
+{
+    (void)sampler;
+    (void)head;
+    (void)call;
+    (void)logits;
+    (void)logits_bf16;
+    return kiln_fail(KILN_ERROR_BACKEND_UNAVAILABLE, "this kiln was built without CUDA");
+}

@@ -3,11 +3,16 @@
 #ifndef KILN_SAMPLER_H
 #define KILN_SAMPLER_H
 
+#include <stdint.h>
+
 #include "kiln/kiln.h"
 
 struct kiln_sampler {
     kiln_config config;     /* every field resolved (num_threads >= 1 for CPU) */
     size_t workspace_bytes; /* fixed at creation */
+    size_t lm_head_bytes;   /* kiln_sample_hidden's part, at the front of the aligned
+                               workspace (the sampling part follows it); 0 when
+                               max_hidden == 0 */
     void *cuda;             /* CUDA backend state, NULL for CPU */
 };
 
@@ -25,5 +30,27 @@ typedef struct kiln_call {
 /* Every workspace is carved from an address rounded up to this, so callers
  * may pass any pointer; the size query adds the slack. */
 #define KILN_WORKSPACE_ALIGN 256
+
+static inline size_t kiln_round_up_align(size_t v)
+{
+    return (v + KILN_WORKSPACE_ALIGN - 1) / KILN_WORKSPACE_ALIGN * KILN_WORKSPACE_ALIGN;
+}
+
+/* kiln_sample_hidden's logits in the workspace: f32 [max_batch, max_vocab]
+ * (the GEMM's output), then bf16 [max_batch, max_vocab] (written when bf16
+ * logits are asked for). A separate bf16 buffer keeps the f32 -> bf16 pass
+ * free of in-place hazards. */
+static inline size_t kiln_lm_head_logits_bytes(const kiln_config *cfg)
+{
+    const size_t cells = (size_t)cfg->max_batch * (size_t)cfg->max_vocab;
+    return kiln_round_up_align(cells * 4) + kiln_round_up_align(cells * 2);
+}
+
+/* The aligned start of a caller's workspace. */
+static inline char *kiln_workspace_base(void *workspace)
+{
+    return (char *)(((uintptr_t)workspace + KILN_WORKSPACE_ALIGN - 1) &
+                    ~(uintptr_t)(KILN_WORKSPACE_ALIGN - 1));
+}
 
 #endif

@@ -13,10 +13,14 @@
  * starts, and the whole struct. A size inside a field would hand the library
  * half a pointer, so it is refused. Appending a field appends its offset. */
 #define END(T, f) offsetof(T, f)
+/* Bounds H so that f32 sums of H products stay meaningful and every
+ * hidden/weight extent fits 64-bit byte counts. */
+#define KILN_MAX_HIDDEN ((int64_t)1 << 20)
 static const size_t config_sizes[] = {
     END(kiln_config, backend), END(kiln_config, device), END(kiln_config, max_batch),
     END(kiln_config, max_vocab), END(kiln_config, max_samples), END(kiln_config, max_history),
-    END(kiln_config, num_threads), END(kiln_config, algorithm), sizeof(kiln_config)
+    END(kiln_config, num_threads), END(kiln_config, algorithm), END(kiln_config, max_hidden),
+    sizeof(kiln_config)
 };
 static const size_t batch_sizes[] = {
     END(kiln_batch, dtype), END(kiln_batch, logits), END(kiln_batch, num_rows),
@@ -41,6 +45,11 @@ static const size_t outputs_sizes[] = {
     END(kiln_outputs, tokens), END(kiln_outputs, logprobs), END(kiln_outputs, raw_logprobs),
     END(kiln_outputs, probs), END(kiln_outputs, probs_row_stride),
     END(kiln_outputs, kept_counts), END(kiln_outputs, valid), sizeof(kiln_outputs)
+};
+static const size_t lm_head_sizes[] = {
+    END(kiln_lm_head, dtype), END(kiln_lm_head, hidden), END(kiln_lm_head, hidden_size),
+    END(kiln_lm_head, hidden_stride), END(kiln_lm_head, weight), END(kiln_lm_head, bias),
+    END(kiln_lm_head, logits_dtype), sizeof(kiln_lm_head)
 };
 #undef END
 
@@ -114,6 +123,11 @@ kiln_status kiln_validate_config(const kiln_config *in, kiln_config *out)
     if (out->num_threads > 4096)
         return kiln_fail(KILN_ERROR_INVALID_CONFIG, "config.num_threads = %d is over 4096",
                          out->num_threads);
+    if (out->max_hidden < 0 || out->max_hidden > KILN_MAX_HIDDEN)
+        return kiln_fail(KILN_ERROR_INVALID_CONFIG,
+                         "config.max_hidden = %lld is outside [0, 2^20] (0: no "
+                         "kiln_sample_hidden)",
+                         (long long)out->max_hidden);
     return KILN_SUCCESS;
 }
 
@@ -126,7 +140,7 @@ typedef struct region {
 } region;
 
 typedef struct region_list {
-    region r[24];
+    region r[32];
     int n;
 } region_list;
 
@@ -315,11 +329,15 @@ static size_t dtype_size(kiln_dtype d)
             return check_st;          \
     } while (0)
 
-kiln_status kiln_validate_call(const kiln_sampler *sampler, const kiln_batch *batch,
-                               const kiln_sampling_params *params,
-                               const kiln_outputs *outputs, void *workspace,
-                               size_t workspace_size, kiln_stream stream,
-                               int arrays_on_host, kiln_call *call)
+/* One kiln_sample call, or the sampling half of a kiln_sample_hidden call
+ * when `head` (validated, full size) is given: then the logits live in the
+ * workspace, so batch.logits must be NULL and head's inputs join the
+ * overlap and alignment checks. */
+static kiln_status validate_call(const kiln_sampler *sampler, const kiln_batch *batch,
+                                 const kiln_sampling_params *params,
+                                 const kiln_outputs *outputs, void *workspace,
+                                 size_t workspace_size, kiln_stream stream, int arrays_on_host,
+                                 const kiln_lm_head *head, kiln_call *call)
 {
     if (!sampler)
         return kiln_fail(KILN_ERROR_NULL_POINTER, "sampler is NULL");
@@ -349,6 +367,19 @@ kiln_status kiln_validate_call(const kiln_sampler *sampler, const kiln_batch *ba
     kiln_batch *bt = &call->batch;
     kiln_sampling_params *p = &call->params;
     kiln_outputs *o = &call->outputs;
+
+    if (head) {
+        if (bt->logits)
+            return kiln_fail(KILN_ERROR_INVALID_PARAMETER,
+                             "batch.logits must be NULL for kiln_sample_hidden (the logits are "
+                             "computed into the workspace, not read)");
+        if (bt->row_stride != 0 && bt->row_stride != bt->vocab_size)
+            return kiln_fail(KILN_ERROR_INVALID_SHAPE,
+                             "batch.row_stride = %lld must be 0 or vocab_size = %lld for "
+                             "kiln_sample_hidden (the workspace logits are dense)",
+                             (long long)bt->row_stride, (long long)bt->vocab_size);
+        bt->dtype = head->logits_dtype;
+    }
 
     /* shapes */
     if (bt->dtype != KILN_DTYPE_F32 && bt->dtype != KILN_DTYPE_F16 &&
@@ -386,7 +417,7 @@ kiln_status kiln_validate_call(const kiln_sampler *sampler, const kiln_batch *ba
                          (long long)o->probs_row_stride, (long long)bt->vocab_size);
 
     /* required pointers */
-    if (!bt->logits)
+    if (!bt->logits && !head)
         return kiln_fail(KILN_ERROR_NULL_POINTER, "batch.logits is NULL");
     if (!o->tokens)
         return kiln_fail(KILN_ERROR_NULL_POINTER, "outputs.tokens is NULL");
@@ -411,6 +442,12 @@ kiln_status kiln_validate_call(const kiln_sampler *sampler, const kiln_batch *ba
 
     /* alignment */
     CHECK(check_aligned(bt->logits, esize, "batch.logits"));
+    if (head) {
+        const size_t hsize = dtype_size(head->dtype);
+        CHECK(check_aligned(head->hidden, hsize, "head.hidden"));
+        CHECK(check_aligned(head->weight, hsize, "head.weight"));
+        CHECK(check_aligned(head->bias, 4, "head.bias"));
+    }
     CHECK(check_aligned(bt->history_offsets, 8, "batch.history_offsets"));
     CHECK(check_aligned(bt->history_ids, 4, "batch.history_ids"));
     CHECK(check_aligned(bt->prompt_lengths, 4, "batch.prompt_lengths"));
@@ -437,8 +474,20 @@ kiln_status kiln_validate_call(const kiln_sampler *sampler, const kiln_batch *ba
     const uint64_t rows = (uint64_t)bt->num_rows, draws = rows * (uint64_t)bt->num_samples;
     region_list list;
     list.n = 0;
-    add_region(&list, "batch.logits", bt->logits,
-               ((rows - 1) * (uint64_t)bt->row_stride + (uint64_t)bt->vocab_size) * esize, 0);
+    if (bt->logits)
+        add_region(&list, "batch.logits", bt->logits,
+                   ((rows - 1) * (uint64_t)bt->row_stride + (uint64_t)bt->vocab_size) * esize,
+                   0);
+    if (head) {
+        const uint64_t hsize = dtype_size(head->dtype);
+        add_region(&list, "head.hidden", head->hidden,
+                   ((rows - 1) * (uint64_t)head->hidden_stride + (uint64_t)head->hidden_size) *
+                       hsize,
+                   0);
+        add_region(&list, "head.weight", head->weight,
+                   (uint64_t)bt->vocab_size * (uint64_t)head->hidden_size * hsize, 0);
+        add_region(&list, "head.bias", head->bias, (uint64_t)bt->vocab_size * 4, 0);
+    }
     if (bt->history_offsets) {
         add_region(&list, "batch.history_offsets", bt->history_offsets, (rows + 1) * 8, 0);
         if (arrays_on_host)
@@ -471,6 +520,64 @@ kiln_status kiln_validate_call(const kiln_sampler *sampler, const kiln_batch *ba
     if (arrays_on_host)
         CHECK(check_param_arrays(p, bt->num_rows));
     return KILN_SUCCESS;
+}
+
+kiln_status kiln_validate_call(const kiln_sampler *sampler, const kiln_batch *batch,
+                               const kiln_sampling_params *params,
+                               const kiln_outputs *outputs, void *workspace,
+                               size_t workspace_size, kiln_stream stream,
+                               int arrays_on_host, kiln_call *call)
+{
+    return validate_call(sampler, batch, params, outputs, workspace, workspace_size, stream,
+                         arrays_on_host, NULL, call);
+}
+
+kiln_status kiln_validate_hidden(const kiln_sampler *sampler, const kiln_lm_head *head_in,
+                                 const kiln_batch *batch, const kiln_sampling_params *params,
+                                 const kiln_outputs *outputs, void *workspace,
+                                 size_t workspace_size, kiln_stream stream, int arrays_on_host,
+                                 kiln_lm_head *head, kiln_call *call)
+{
+    if (!sampler)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "sampler is NULL");
+    if (!head_in)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "head is NULL");
+    kiln_lm_head hdef = KILN_LM_HEAD_INIT;
+    *head = hdef;
+    CHECK(COPY_SIZED(head, head_in, lm_head_sizes, "kiln_lm_head",
+                     KILN_ERROR_INVALID_PARAMETER));
+    const int64_t max_hidden = sampler->config.max_hidden;
+    if (max_hidden == 0)
+        return kiln_fail(KILN_ERROR_INVALID_SHAPE,
+                         "kiln_sample_hidden needs a sampler created with config.max_hidden > 0 "
+                         "(this one has max_hidden = 0)");
+    if (head->dtype != KILN_DTYPE_F32 && head->dtype != KILN_DTYPE_F16 &&
+        head->dtype != KILN_DTYPE_BF16)
+        return kiln_fail(KILN_ERROR_INVALID_PARAMETER, "head.dtype = %d is not a kiln_dtype",
+                         (int)head->dtype);
+    if (head->logits_dtype != KILN_DTYPE_F32 && head->logits_dtype != KILN_DTYPE_BF16)
+        return kiln_fail(KILN_ERROR_INVALID_PARAMETER,
+                         "head.logits_dtype = %d must be KILN_DTYPE_F32 or KILN_DTYPE_BF16",
+                         (int)head->logits_dtype);
+    if (!head->hidden)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "head.hidden is NULL");
+    if (!head->weight)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "head.weight is NULL");
+    if (head->hidden_size < 1 || head->hidden_size > max_hidden)
+        return kiln_fail(KILN_ERROR_INVALID_SHAPE,
+                         "head.hidden_size = %lld is outside [1, %lld] (the sampler's "
+                         "max_hidden)",
+                         (long long)head->hidden_size, (long long)max_hidden);
+    if (head->hidden_stride == 0)
+        head->hidden_stride = head->hidden_size;
+    /* cuBLAS takes leading dimensions as int; the same bound on every
+     * backend keeps the errors backend-independent. */
+    if (head->hidden_stride < head->hidden_size || head->hidden_stride > INT32_MAX)
+        return kiln_fail(KILN_ERROR_INVALID_SHAPE,
+                         "head.hidden_stride = %lld is outside [hidden_size = %lld, 2^31 - 1]",
+                         (long long)head->hidden_stride, (long long)head->hidden_size);
+    return validate_call(sampler, batch, params, outputs, workspace, workspace_size, stream,
+                         arrays_on_host, head, call);
 }
 
 kiln_status kiln_validate_best_of_n(const float *scores, int64_t num_groups, int32_t n,

@@ -17,6 +17,15 @@ kiln_status kiln_validate_call(const kiln_sampler *sampler, const kiln_batch *ba
                                size_t workspace_size, kiln_stream stream,
                                int arrays_on_host, kiln_call *call);
 
+/* Checks one kiln_sample_hidden call: writes the full-size head (stride
+ * resolved) and the sampling call, whose batch.logits is still NULL and whose
+ * batch.dtype is head.logits_dtype. */
+kiln_status kiln_validate_hidden(const kiln_sampler *sampler, const kiln_lm_head *head_in,
+                                 const kiln_batch *batch, const kiln_sampling_params *params,
+                                 const kiln_outputs *outputs, void *workspace,
+                                 size_t workspace_size, kiln_stream stream, int arrays_on_host,
+                                 kiln_lm_head *head, kiln_call *call);
+
 kiln_status kiln_validate_best_of_n(const float *scores, int64_t num_groups, int32_t n,
                                     const int32_t *best);
 

@@ -17,7 +17,13 @@ struct cuda_state {
     int64_t tiles;          /* per row at max_vocab */
     int64_t rows_per_chunk; /* rows per CUB sort call */
     size_t sort_temp_bytes;
+    void *cublas; /* cuBLAS handle for kiln_sample_hidden; NULL when max_hidden == 0 */
 };
+
+/* cuBLAS's workspace for the LM-head GEMM, a slice of kiln's: NVIDIA
+ * recommends 32 MiB on Hopper, and a caller-set workspace is what keeps
+ * cuBLAS from allocating during graph capture. */
+const size_t cublas_workspace_bytes = (size_t)32 << 20;
 
 /* Byte offsets of the workspace arrays, from an address aligned to
  * KILN_WORKSPACE_ALIGN (the caller's pointer is rounded up; the total
@@ -115,6 +121,7 @@ extern "C" kiln_status kiln_cuda_create(kiln_sampler *s)
     const int64_t fit = (int64_t)0x7FFFFFFF / cfg.max_vocab; /* CUB counts items in int */
     st.rows_per_chunk = cfg.max_batch < fit ? cfg.max_batch : fit;
     st.sort_temp_bytes = 0;
+    st.cublas = nullptr;
     if (cfg.algorithm == KILN_ALGORITHM_SORT) {
         err = kiln_sort_temp_bytes(st.rows_per_chunk, cfg.max_vocab, &st.sort_temp_bytes);
         if (err != cudaSuccess)
@@ -124,14 +131,28 @@ extern "C" kiln_status kiln_cuda_create(kiln_sampler *s)
     cuda_state *heap = (cuda_state *)malloc(sizeof *heap);
     if (!heap)
         return kiln_fail(KILN_ERROR_OUT_OF_MEMORY, "could not allocate the CUDA sampler state");
+    if (cfg.max_hidden > 0) {
+        kiln_status status = kiln_lm_head_create(&st.cublas);
+        if (status != KILN_SUCCESS) {
+            free(heap);
+            return status;
+        }
+    }
     *heap = st;
     s->cuda = heap;
-    s->workspace_bytes = make_layout(cfg, st).total;
+    s->lm_head_bytes =
+        cfg.max_hidden > 0 ? kiln_lm_head_logits_bytes(&cfg) + cublas_workspace_bytes : 0;
+    s->workspace_bytes = s->lm_head_bytes + make_layout(cfg, st).total;
     return KILN_SUCCESS;
 }
 
 extern "C" void kiln_cuda_destroy(kiln_sampler *s)
 {
+    cuda_state *st = (cuda_state *)s->cuda;
+    if (st && st->cublas) {
+        device_scope scope(st->device);
+        kiln_lm_head_destroy(st->cublas);
+    }
     free(s->cuda);
     s->cuda = nullptr;
 }
@@ -202,6 +223,28 @@ extern "C" kiln_status kiln_cuda_sample(const kiln_sampler *s, const kiln_call *
     if (err != cudaSuccess)
         return cuda_fail("draw kernel launch", err);
     return KILN_SUCCESS;
+}
+
+extern "C" kiln_status kiln_cuda_sample_hidden(const kiln_sampler *s, const kiln_lm_head *head,
+                                               const kiln_call *call, float *logits,
+                                               uint16_t *logits_bf16)
+{
+    const cuda_state &st = *(const cuda_state *)s->cuda;
+    /* api.c put the logits at the front of the lm-head part; cuBLAS's
+     * workspace follows them (kiln_cuda_create sized it). */
+    char *cublas_ws = (char *)logits + kiln_lm_head_logits_bytes(&s->config);
+    {
+        device_scope scope(st.device);
+        if (scope.err != cudaSuccess)
+            return cuda_fail("cudaSetDevice", scope.err);
+        kiln_status status = kiln_lm_head_run(st.cublas, (cudaStream_t)call->stream, *head,
+                                              call->batch.num_rows, call->batch.vocab_size,
+                                              logits, logits_bf16, cublas_ws,
+                                              cublas_workspace_bytes);
+        if (status != KILN_SUCCESS)
+            return status;
+    }
+    return kiln_cuda_sample(s, call);
 }
 
 extern "C" kiln_status kiln_cuda_best_of_n(const kiln_sampler *s, const float *scores,

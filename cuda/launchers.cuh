@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include "device_call.cuh"
+#include "kiln/kiln.h"
 
 /* prepare.cu: penalties, validity, max, masses, sort keys. */
 cudaError_t kiln_launch_prepare(const kiln_dev_call &c, cudaStream_t stream);
@@ -24,5 +25,13 @@ cudaError_t kiln_launch_draw(const kiln_dev_call &c, cudaStream_t stream);
 /* best_of_n.cu */
 cudaError_t kiln_launch_best_of_n(const float *scores, int64_t num_groups, int32_t n,
                                   int32_t *best, cudaStream_t stream);
+
+/* lm_head.cu: the cuBLAS handle (created with the sampler) and the LM head
+ * of kiln_sample_hidden. These return a kiln status with the error set. */
+kiln_status kiln_lm_head_create(void **handle);
+void kiln_lm_head_destroy(void *handle);
+kiln_status kiln_lm_head_run(void *handle, cudaStream_t stream, const kiln_lm_head &head,
+                             int64_t rows, int64_t vocab, float *logits, uint16_t *logits_bf16,
+                             void *cublas_workspace, size_t cublas_workspace_bytes);
 
 #endif

@@ -17,6 +17,12 @@ size_t kiln_cpu_workspace_size(const kiln_config *config);
 /* Samples a validated call. Cannot fail once validation passed. */
 void kiln_cpu_sample(const kiln_sampler *sampler, const kiln_call *call);
 
+/* The LM head of a validated kiln_sample_hidden call (cpu_lm_head.c): the
+ * [rows, vocab] logits, dense, into `logits` (f32), or into `logits_bf16`
+ * when that is not NULL. Deterministic whatever the thread count. */
+void kiln_cpu_lm_head(const kiln_sampler *sampler, const kiln_lm_head *head, int64_t rows,
+                      int64_t vocab, float *logits, uint16_t *logits_bf16);
+
 void kiln_cpu_best_of_n(const float *scores, int64_t num_groups, int32_t n, int32_t *best);
 
 /* Whole-row passes (cpu_kernels.c), vectorised. */

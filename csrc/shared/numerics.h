@@ -71,6 +71,16 @@ KILN_HD float kiln_bf16_to_f32(uint16_t h)
     return kiln_f32_from_bits((uint32_t)h << 16);
 }
 
+/* binary32 -> bfloat16, round to nearest even; NaN stays NaN (quietened),
+ * overflow rounds to inf as IEEE says. */
+KILN_HD uint16_t kiln_f32_to_bf16(float x)
+{
+    uint32_t u = kiln_f32_bits(x);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u)
+        return (uint16_t)((u >> 16) | 0x40u);
+    return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
 /* NaN or +inf: the values that make a row invalid. -inf is a mask. */
 KILN_HD int kiln_is_bad_logit(float x)
 {

@@ -123,9 +123,12 @@ typedef struct kiln_config {
     int64_t max_history;  /* history ids per row for penalties, >= 0 (0: no histories) */
     int num_threads;      /* CPU backend: OpenMP threads per call; 0 = OpenMP's default */
     kiln_algorithm algorithm; /* default KILN_ALGORITHM_AUTO */
+    int64_t max_hidden;   /* largest hidden size for kiln_sample_hidden, 0..2^20;
+                             0 (default): kiln_sample_hidden is unavailable */
 } kiln_config;
 
-#define KILN_CONFIG_INIT { sizeof(kiln_config), KILN_BACKEND_CPU, 0, 1, 0, 1, 0, 0, KILN_ALGORITHM_AUTO }
+#define KILN_CONFIG_INIT \
+    { sizeof(kiln_config), KILN_BACKEND_CPU, 0, 1, 0, 1, 0, 0, KILN_ALGORITHM_AUTO, 0 }
 
 /* The batch to sample. Start from KILN_BATCH_INIT.
  *
@@ -231,8 +234,8 @@ KILN_API kiln_status kiln_sampler_create(const kiln_config *config, kiln_sampler
  * complete (or the stream synchronised) before the sampler is destroyed. */
 KILN_API kiln_status kiln_sampler_destroy(kiln_sampler *sampler);
 
-/* Bytes of workspace kiln_sample needs for any call within the sampler's
- * limits. Launches nothing, allocates nothing. The workspace is backend
+/* Bytes of workspace kiln_sample (and kiln_sample_hidden, when max_hidden
+ * > 0) needs for any call within the sampler's limits. Launches nothing, allocates nothing. The workspace is backend
  * memory (device memory for CUDA), owned by the caller, aligned to 256 bytes,
  * and must not be used by another call in flight.
  * Errors: NULL_POINTER. */
@@ -274,6 +277,47 @@ KILN_API kiln_status kiln_sample(kiln_sampler *sampler, const kiln_batch *batch,
 KILN_API kiln_status kiln_best_of_n(kiln_sampler *sampler, const float *scores,
                                     int64_t num_groups, int32_t n, int32_t *best,
                                     kiln_stream stream);
+
+/* ---------------------------------------------------- sampling from hidden */
+
+/* The LM head of kiln_sample_hidden: logits[b, v] = sum_h hidden[b, h] *
+ * weight[v, h] (+ bias[v]), accumulated in f32. Start from KILN_LM_HEAD_INIT.
+ * hidden, weight and bias are backend memory, aligned to their element size;
+ * f16 and bf16 inputs are converted to f32 exactly. */
+typedef struct kiln_lm_head {
+    size_t struct_size;      /* sizeof(kiln_lm_head) */
+    kiln_dtype dtype;        /* dtype of hidden and weight */
+    const void *hidden;      /* [num_rows, hidden_stride] backend memory */
+    int64_t hidden_size;     /* H, 1..the sampler's max_hidden */
+    int64_t hidden_stride;   /* elements between rows of hidden, >= H; 0 means H */
+    const void *weight;      /* [vocab_size, hidden_size] row-major backend memory */
+    const float *bias;       /* [vocab_size] backend memory, or NULL */
+    kiln_dtype logits_dtype; /* KILN_DTYPE_F32 (default) or KILN_DTYPE_BF16 */
+} kiln_lm_head;
+
+#define KILN_LM_HEAD_INIT \
+    { sizeof(kiln_lm_head), KILN_DTYPE_F32, NULL, 0, 0, NULL, NULL, KILN_DTYPE_F32 }
+
+/* Computes the logits of `batch`'s rows from hidden states with the LM head
+ * into the workspace, then samples them exactly as kiln_sample samples the
+ * same logits (every option and output of kiln_sample; same bytes). The
+ * sampler needs max_hidden > 0. batch supplies num_rows, vocab_size,
+ * num_samples and the history; batch.logits must be NULL and row_stride 0 or
+ * vocab_size; batch.dtype is not read (head.logits_dtype is the logits'
+ * dtype: bf16 logits are the f32 sums rounded to nearest even).
+ * CUDA backend: one cuBLAS GEMM (f32 accumulation; tensor cores for f16 and
+ * bf16) on `stream`, with the cuBLAS workspace carved from `workspace`: no
+ * allocation or synchronisation, capturable in a CUDA graph. The GEMM's
+ * summation order is cuBLAS's, so GPU logits match the CPU's within rounding,
+ * not bit for bit. CPU backend: a blocked GEMM whose per-logit summation
+ * order is fixed, so results do not depend on the thread count.
+ * Errors: NULL_POINTER, INVALID_SHAPE, INVALID_PARAMETER, MISALIGNED, OVERLAP,
+ * WORKSPACE_TOO_SMALL, CUDA. */
+KILN_API kiln_status kiln_sample_hidden(kiln_sampler *sampler, const kiln_lm_head *head,
+                                        const kiln_batch *batch,
+                                        const kiln_sampling_params *params,
+                                        const kiln_outputs *outputs, void *workspace,
+                                        size_t workspace_size, kiln_stream stream);
 
 #ifdef __cplusplus
 }
