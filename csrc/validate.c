@@ -285,12 +285,14 @@ static kiln_status check_history(const kiln_batch *bt, int64_t max_history)
         return kiln_fail(KILN_ERROR_INVALID_PARAMETER, "history_offsets[0] = %lld is negative",
                          (long long)off[0]);
     for (int64_t b = 0; b < bt->num_rows; ++b) {
-        int64_t len = off[b + 1] - off[b];
+        /* order first: with off[b] >= 0 (by induction) and off[b + 1] >=
+         * off[b], the difference cannot overflow */
         if (off[b + 1] < off[b])
             return kiln_fail(KILN_ERROR_INVALID_PARAMETER,
                              "history_offsets[%lld] = %lld is below history_offsets[%lld] = %lld",
                              (long long)(b + 1), (long long)off[b + 1], (long long)b,
                              (long long)off[b]);
+        const int64_t len = off[b + 1] - off[b];
         if (len > max_history)
             return kiln_fail(KILN_ERROR_INVALID_SHAPE,
                              "row %lld has %lld history ids, over the sampler's max_history = %lld",

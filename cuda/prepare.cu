@@ -99,9 +99,12 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
     int64_t h0 = 0, len = 0, prompt = 0;
     if (c.history_offsets) {
         h0 = c.history_offsets[b];
-        len = c.history_offsets[b + 1] - h0;
-        if (h0 < 0 || len < 0 || len > c.max_history)
+        const int64_t h1 = c.history_offsets[b + 1];
+        /* compared before subtracting, so the difference cannot overflow */
+        if (h0 < 0 || h1 < h0 || h1 - h0 > c.max_history)
             fault = true;
+        else
+            len = h1 - h0;
         else if (c.prompt_lengths) {
             prompt = c.prompt_lengths[b];
             if (prompt < 0 || prompt > len)
