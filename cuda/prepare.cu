@@ -101,14 +101,15 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
         h0 = c.history_offsets[b];
         const int64_t h1 = c.history_offsets[b + 1];
         /* compared before subtracting, so the difference cannot overflow */
-        if (h0 < 0 || h1 < h0 || h1 - h0 > c.max_history)
+        if (h0 < 0 || h1 < h0 || h1 - h0 > c.max_history) {
             fault = true;
-        else
+        } else {
             len = h1 - h0;
-        else if (c.prompt_lengths) {
-            prompt = c.prompt_lengths[b];
-            if (prompt < 0 || prompt > len)
-                fault = true;
+            if (c.prompt_lengths) {
+                prompt = c.prompt_lengths[b];
+                if (prompt < 0 || prompt > len)
+                    fault = true;
+            }
         }
     }
     if (!fault && len > 0) {
