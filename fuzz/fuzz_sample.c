@@ -54,6 +54,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Shapes the decoder produces from sane limits. */
 #define MAX_ROWS 8
 #define MAX_VOCAB 2048
+/* Now and then a vocabulary past 16384, where the CPU select path samples
+ * every 16th key to estimate its threshold (and must recover when an
+ * adversarial row misleads the estimate). */
+#define BIG_VOCAB 16384
+#define MAX_BIG_VOCAB (BIG_VOCAB + 4096)
 #define MAX_N 4
 #define MAX_HIST 12
 
@@ -1465,7 +1470,7 @@ static void run_sample_case(reader *r, const kiln_config *limits)
     }
     const kiln_config *cfg = &c->cfg;
     const int64_t max_rows = cfg->max_batch < MAX_ROWS ? cfg->max_batch : MAX_ROWS;
-    const int64_t max_vocab = cfg->max_vocab < MAX_VOCAB ? cfg->max_vocab : MAX_VOCAB;
+    const int64_t max_vocab = cfg->max_vocab < MAX_BIG_VOCAB ? cfg->max_vocab : MAX_BIG_VOCAB;
     const int64_t max_n = cfg->max_samples < MAX_N ? cfg->max_samples : MAX_N;
     const int64_t max_hist = cfg->max_history < MAX_HIST ? cfg->max_history : MAX_HIST;
     const int64_t B = c->rows = 1 + u8(r) % max_rows;
@@ -2159,7 +2164,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         cfg.num_threads = (flags >> 2) & 3;
         cfg.max_batch = 1 + u8(&r) % MAX_ROWS;
         const uint8_t vs = u8(&r);
-        cfg.max_vocab = vs < 192 ? 1 + vs % 64 : 1 + u16(&r) % MAX_VOCAB;
+        cfg.max_vocab = vs < 192   ? 1 + vs % 64
+                        : vs < 248 ? 1 + u16(&r) % MAX_VOCAB
+                                   : BIG_VOCAB + u16(&r) % (MAX_BIG_VOCAB - BIG_VOCAB);
         cfg.max_samples = 1 + u8(&r) % MAX_N;
         cfg.max_history = flags & 16 ? u8(&r) % MAX_HIST : 0;
         run_sample_case(&r, &cfg);

@@ -156,14 +156,17 @@ class Call:
         e.u8(self.max_batch - 1)
         if self.max_vocab <= 64:
             e.u8(self.max_vocab - 1)
-        else:
+        elif self.max_vocab <= 2048:
             e.u8(192)
             e.u16(self.max_vocab - 1)
+        else:  # 16384 + u16 % 4096
+            e.u8(248)
+            e.u16(self.max_vocab - 16384)
         e.u8(self.max_samples - 1)
         if self.max_history:
             e.u8(self.max_history)
         max_rows = min(self.max_batch, 8)
-        max_vocab = min(self.max_vocab, 2048)
+        max_vocab = min(self.max_vocab, 16384 + 4096)
         max_hist = min(self.max_history, 12)
         assert 1 <= self.rows <= max_rows and 1 <= self.V <= max_vocab
         e.u8(self.rows - 1)
@@ -432,6 +435,33 @@ def main():
                 c.scalars[P_TOPK] = 3
                 c.scalars[P_TOPP] = "0.9"
                 put("seed-ok-row-%s-dt%d-T%s" % (name, dt, temp), c.encode())
+
+    # V >= 16384: the CPU select path estimates its top-k threshold from
+    # every 16th key. Rows whose sampled keys sit above all the others
+    # (x_i = -(i % 16)) mislead it for k above V / 16, and it must fall back
+    # to the exact histogram; flat and peaked large rows for the common path.
+    for i, (V, k, step, mod, a) in enumerate(((16384, 2000, 1, 16, -1), (16384, 1500, 1, 16, -1),
+                                               (20479, 1300, 1, 16, -0.5), (17000, 40, 1, 16, -1),
+                                               (16384, 5000, 3, 7, 1), (18000, 16383, 1, 2, 1))):
+        c = Call(rng)
+        c.max_batch = 2
+        c.max_vocab = 20480
+        c.rows = 1 + i % 2
+        c.V = V
+        c.n = 1
+        c.max_samples = 1
+        c.want = 31
+        c.algorithm = i % 3
+        c.alt = i
+        c.scalars[P_TOPK] = k
+        c.scalars[P_TEMP] = ("t", 0.33)
+
+        def ramp(e, step=step, mod=mod, a=a):
+            e.u8(step)
+            e.u8(mod - 1)
+            e.value(a)
+        c.rows_data = [(3, ramp)] * c.rows
+        put("seed-ok-bigvocab-%d" % i, c.encode())
 
     # one bad scalar or array entry per parameter value class
     for p, bads in BAD_PARAM.items():

@@ -52,6 +52,8 @@ mkdir -p "$work/corpus" "$work/artifacts"
 cp -n fuzz/corpus/* "$work/corpus/" 2>/dev/null || true
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:allocator_may_return_null=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:suppressions=$PWD/fuzz/ubsan-known.supp}"
+# libomp (clang's OpenMP) keeps team buffers it never frees: tests/lsan.supp
+export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp}"
 # Tiny calls open an OpenMP parallel region each; spinning idle threads
 # would eat the cores the fuzzer needs.
 export OMP_WAIT_POLICY=passive
