@@ -14,6 +14,10 @@ struct kiln_sampler {
                                workspace (the sampling part follows it); 0 when
                                max_hidden == 0 */
     void *cuda;             /* CUDA backend state, NULL for CPU */
+    /* Tests only (tests/test_gpu.c): caps the rows per CUB segmented-sort
+     * call below what fits in 2^31 items, so the chunked path runs at sizes
+     * a test can afford. 0: no cap. */
+    int64_t sort_chunk_rows_cap;
 };
 
 /* A kiln_sample call after validation: full-size structs (defaults filled in

@@ -111,8 +111,9 @@ kiln_status kiln_validate_config(const kiln_config *in, kiln_config *out)
                          "config.num_threads = %d must be >= 0 (0: OpenMP's default)",
                          out->num_threads);
     /* Bound the products the workspace size is built from. */
-    if (out->max_batch > ((int64_t)1 << 31))
-        return kiln_fail(KILN_ERROR_INVALID_CONFIG, "config.max_batch = %lld is over 2^31",
+    /* CUDA grids put rows on gridDim.x, whose limit is 2^31 - 1. */
+    if (out->max_batch > INT32_MAX)
+        return kiln_fail(KILN_ERROR_INVALID_CONFIG, "config.max_batch = %lld is over 2^31 - 1",
                          (long long)out->max_batch);
     if (out->max_samples > (1 << 24))
         return kiln_fail(KILN_ERROR_INVALID_CONFIG, "config.max_samples = %d is over 2^24",
@@ -258,8 +259,13 @@ static kiln_status check_scalars(const kiln_sampling_params *p)
     if (p->repetition_penalty) s.repetition_penalty_all = defaults.repetition_penalty_all;
     if (p->presence_penalty) s.presence_penalty_all = defaults.presence_penalty_all;
     if (p->frequency_penalty) s.frequency_penalty_all = defaults.frequency_penalty_all;
+    /* Every array pointer is dropped before row 0 is read: on the CUDA
+     * backend they are device pointers, which the host must never read. */
     s.temperature = NULL;
     s.top_p = s.min_p = s.repetition_penalty = s.presence_penalty = s.frequency_penalty = NULL;
+    s.top_k = NULL;
+    s.seed = NULL;
+    s.offset = NULL;
     kiln_row_params r = kiln_row_params_at(&s, 0);
     kiln_field f = kiln_row_params_fault(&r);
     return f == KILN_FIELD_NONE ? KILN_SUCCESS : param_fault(&s, &r, f, 0);

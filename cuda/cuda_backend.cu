@@ -202,6 +202,8 @@ extern "C" kiln_status kiln_cuda_sample(const kiln_sampler *s, const kiln_call *
     /* Chunks must hold rows * V < 2^31 for this call's V too. */
     const int64_t fit = (int64_t)0x7FFFFFFF / bt.vocab_size;
     c.rows_per_chunk = st.rows_per_chunk < fit ? st.rows_per_chunk : fit;
+    if (s->sort_chunk_rows_cap > 0 && c.rows_per_chunk > s->sort_chunk_rows_cap)
+        c.rows_per_chunk = s->sort_chunk_rows_cap;
 
     device_scope scope(st.device);
     if (scope.err != cudaSuccess)

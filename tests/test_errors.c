@@ -1022,6 +1022,7 @@ Test(config, bad_fields)
         { "max_batch", 0, "config.max_batch = 0" },
         { "max_batch", -1, "config.max_batch = -1" },
         { "max_batch", INT64_MIN, "config.max_batch" },
+        { "max_batch", (int64_t)1 << 31, "config.max_batch = 2147483648 is over 2^31 - 1" },
         { "max_batch", ((int64_t)1 << 31) + 1, "max_batch" },
         { "max_samples", 0, "config.max_samples = 0" },
         { "max_samples", -1, "config.max_samples = -1" },
@@ -1046,7 +1047,7 @@ Test(config, limits_at_the_edge_are_accepted)
     const ccase cases[] = {
         { "max_vocab", 1, NULL },
         { "max_vocab", KILN_MAX_VOCAB_SIZE, NULL },
-        { "max_batch", (int64_t)1 << 31, NULL },
+        { "max_batch", INT32_MAX, NULL },
         { "max_samples", 1 << 24, NULL },
         { "max_history", 0, NULL },
         { "max_history", (int64_t)1 << 31, NULL },

@@ -14,6 +14,7 @@
 #endif
 
 #include "cpu_backend.h"
+#include "fp_mode.h"
 #include "../shared/numerics.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
@@ -85,42 +86,47 @@ void kiln_cpu_lm_head(const kiln_sampler *s, const kiln_lm_head *head, int64_t r
 {
     const int64_t H = head->hidden_size;
     const int64_t blocks = (vocab + VOCAB_BLOCK - 1) / VOCAB_BLOCK;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(s->config.num_threads)
-    for (int64_t blk = 0; blk < blocks; ++blk) {
-        /* 48 KiB of tiles per thread, on its stack: the call allocates nothing. */
-        float w[VOCAB_BLOCK][H_CHUNK];
-        float x[ROW_BLOCK][H_CHUNK];
-        float acc[ROW_BLOCK][VOCAB_BLOCK][LANES];
-        const int64_t v0 = blk * VOCAB_BLOCK;
-        const int nv = (int)(vocab - v0 < VOCAB_BLOCK ? vocab - v0 : VOCAB_BLOCK);
-        for (int64_t r0 = 0; r0 < rows; r0 += ROW_BLOCK) {
-            const int nr = (int)(rows - r0 < ROW_BLOCK ? rows - r0 : ROW_BLOCK);
-            memset(acc, 0, sizeof acc);
-            for (int64_t h0 = 0; h0 < H; h0 += H_CHUNK) {
-                const int64_t len = H - h0 < H_CHUNK ? H - h0 : H_CHUNK;
-                const int64_t pad = (len + LANES - 1) / LANES * LANES;
-                for (int v = 0; v < nv; ++v)
-                    load_f32(w[v], head->weight, head->dtype, (v0 + v) * H + h0, len, pad);
-                for (int v = nv; v < VOCAB_BLOCK; ++v)
-                    memset(w[v], 0, (size_t)pad * sizeof(float));
-                for (int r = 0; r < nr; ++r)
-                    load_f32(x[r], head->hidden, head->dtype, (r0 + r) * head->hidden_stride + h0,
-                             len, pad);
-                for (int r = nr; r < ROW_BLOCK; ++r)
-                    memset(x[r], 0, (size_t)pad * sizeof(float));
-                tile_kernel(acc, (const float(*)[H_CHUNK])x, (const float(*)[H_CHUNK])w, pad);
-            }
-            for (int r = 0; r < nr; ++r)
-                for (int v = 0; v < nv; ++v) {
-                    float y = combine(acc[r][v]);
-                    if (head->bias)
-                        y = y + head->bias[v0 + v];
-                    const int64_t at = (r0 + r) * vocab + v0 + v;
-                    if (logits_bf16)
-                        logits_bf16[at] = kiln_f32_to_bf16(y);
-                    else
-                        logits[at] = y;
+#pragma omp parallel num_threads(s->config.num_threads)
+    {
+        const kiln_fp_mode fp = kiln_fp_mode_enter();
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t blk = 0; blk < blocks; ++blk) {
+            /* 48 KiB of tiles per thread, on its stack: the call allocates nothing. */
+            float w[VOCAB_BLOCK][H_CHUNK];
+            float x[ROW_BLOCK][H_CHUNK];
+            float acc[ROW_BLOCK][VOCAB_BLOCK][LANES];
+            const int64_t v0 = blk * VOCAB_BLOCK;
+            const int nv = (int)(vocab - v0 < VOCAB_BLOCK ? vocab - v0 : VOCAB_BLOCK);
+            for (int64_t r0 = 0; r0 < rows; r0 += ROW_BLOCK) {
+                const int nr = (int)(rows - r0 < ROW_BLOCK ? rows - r0 : ROW_BLOCK);
+                memset(acc, 0, sizeof acc);
+                for (int64_t h0 = 0; h0 < H; h0 += H_CHUNK) {
+                    const int64_t len = H - h0 < H_CHUNK ? H - h0 : H_CHUNK;
+                    const int64_t pad = (len + LANES - 1) / LANES * LANES;
+                    for (int v = 0; v < nv; ++v)
+                        load_f32(w[v], head->weight, head->dtype, (v0 + v) * H + h0, len, pad);
+                    for (int v = nv; v < VOCAB_BLOCK; ++v)
+                        memset(w[v], 0, (size_t)pad * sizeof(float));
+                    for (int r = 0; r < nr; ++r)
+                        load_f32(x[r], head->hidden, head->dtype, (r0 + r) * head->hidden_stride + h0,
+                                 len, pad);
+                    for (int r = nr; r < ROW_BLOCK; ++r)
+                        memset(x[r], 0, (size_t)pad * sizeof(float));
+                    tile_kernel(acc, (const float(*)[H_CHUNK])x, (const float(*)[H_CHUNK])w, pad);
                 }
+                for (int r = 0; r < nr; ++r)
+                    for (int v = 0; v < nv; ++v) {
+                        float y = combine(acc[r][v]);
+                        if (head->bias)
+                            y = y + head->bias[v0 + v];
+                        const int64_t at = (r0 + r) * vocab + v0 + v;
+                        if (logits_bf16)
+                            logits_bf16[at] = kiln_f32_to_bf16(y);
+                        else
+                            logits[at] = y;
+                    }
+            }
         }
+        kiln_fp_mode_leave(fp);
     }
 }

@@ -5,6 +5,7 @@
 #endif
 
 #include "cpu_backend.h"
+#include "fp_mode.h"
 #include "../shared/numerics.h"
 #include "../shared/philox.h"
 
@@ -428,6 +429,7 @@ void kiln_cpu_sample(const kiln_sampler *s, const kiln_call *c)
 #else
         const int t = 0;
 #endif
+        const kiln_fp_mode fp = kiln_fp_mode_enter();
         scratch sc = scratch_for(s, c, t);
         if (has_history)
             memset(sc.marks, 0, (size_t)c->batch.vocab_size * sizeof(uint32_t));
@@ -436,11 +438,13 @@ void kiln_cpu_sample(const kiln_sampler *s, const kiln_call *c)
 #endif
         for (int64_t b = 0; b < rows; ++b)
             sample_row(s, c, b, &sc);
+        kiln_fp_mode_leave(fp);
     }
 }
 
 void kiln_cpu_best_of_n(const float *scores, int64_t num_groups, int32_t n, int32_t *best)
 {
+    const kiln_fp_mode fp = kiln_fp_mode_enter(); /* DAZ would tie a subnormal with 0 */
     for (int64_t g = 0; g < num_groups; ++g) {
         const float *sg = scores + g * n;
         int32_t pick = -1;
@@ -449,4 +453,5 @@ void kiln_cpu_best_of_n(const float *scores, int64_t num_groups, int32_t n, int3
                 pick = i;
         best[g] = pick;
     }
+    kiln_fp_mode_leave(fp);
 }

@@ -117,7 +117,7 @@ typedef struct kiln_config {
     size_t struct_size;   /* sizeof(kiln_config) */
     kiln_backend backend; /* default KILN_BACKEND_CPU */
     int device;           /* CUDA device ordinal; ignored by the CPU backend */
-    int64_t max_batch;    /* rows per call, >= 1 */
+    int64_t max_batch;    /* rows per call, 1..2^31 - 1 */
     int64_t max_vocab;    /* vocabulary size per call, 1..KILN_MAX_VOCAB_SIZE */
     int32_t max_samples;  /* draws per row (n) per call, >= 1 */
     int64_t max_history;  /* history ids per row for penalties, >= 0 (0: no histories) */
