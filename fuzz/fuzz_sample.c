@@ -1902,7 +1902,7 @@ static unsigned model_config(const kiln_config *eff, int known, unsigned *may)
         eff->max_hidden < 0 || eff->max_hidden > ((int64_t)1 << 20))
         must |= BIT(KILN_ERROR_INVALID_CONFIG);
     /* Upper bounds kiln.h leaves open; the library may set its own. */
-    if (eff->max_batch > ((int64_t)1 << 31) || eff->max_samples > (1 << 24) ||
+    if (eff->max_batch > INT32_MAX || eff->max_samples > (1 << 24) ||
         eff->max_history > ((int64_t)1 << 31) || eff->num_threads > 4096)
         *may |= BIT(KILN_ERROR_INVALID_CONFIG);
     if (eff->backend == KILN_BACKEND_CUDA) {
