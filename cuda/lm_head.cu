@@ -38,7 +38,7 @@ __global__ void finish_logits(float *logits, uint16_t *logits_bf16, const float 
          i += (int64_t)gridDim.x * blockDim.x) {
         float y = logits[i];
         if (bias)
-            y = __fadd_rn(y, bias[i % vocab]);
+            y = kiln_fadd(y, bias[i % vocab]);
         if (logits_bf16)
             logits_bf16[i] = kiln_f32_to_bf16(y);
         else

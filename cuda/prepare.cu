@@ -10,17 +10,19 @@ namespace {
 
 constexpr int kThreads = 512;
 
+/* The first token of the canonical order, compared on order keys: integer
+ * compares, so no float flag can change them, and -0 ties +0 as the
+ * contract wants. */
 struct arg_max {
-    float value;
+    uint32_t key;
     int32_t index;
 };
 
-/* Larger value wins; equal values go to the lower index (canonical order;
- * -0 == +0 compares equal, as the contract wants). */
+/* Larger key wins; equal keys go to the lower index. */
 struct arg_max_op {
     __device__ __forceinline__ arg_max operator()(const arg_max &a, const arg_max &b) const
     {
-        if (a.value > b.value || (a.value == b.value && a.index < b.index))
+        if (a.key > b.key || (a.key == b.key && a.index < b.index))
             return a;
         return b;
     }
@@ -46,13 +48,35 @@ __device__ uint64_t block_sum(uint64_t v, prepare_storage &tmp, uint64_t &slot)
     return s;
 }
 
+/* A row's state with every field set: later kernels copy the whole struct,
+ * so none may be left unwritten (compute-sanitizer's initcheck). */
+__device__ kiln_dev_row blank_row(int32_t status)
+{
+    kiln_dev_row r;
+    r.total = 0;
+    r.min_mass = 1;
+    r.log_s = 0.0;
+    r.log_s1 = 0.0;
+    r.inv_s = 0.0;
+    r.max = 0.0f;
+    r.exp2_factor = 0.0f;
+    r.temperature = 0.0f;
+    r.argmax = -1;
+    r.status = status;
+    r.penalised = 0;
+    r.need_order = 0;
+    r.top_k = 0;
+    r.top_p = 1.0f;
+    r.cut_key = 0;
+    r.cut_id = 0;
+    r.kept = 0;
+    return r;
+}
+
 __device__ void finish_invalid(const kiln_dev_call &c, int64_t b)
 {
     if (threadIdx.x == 0) {
-        kiln_dev_row &r = c.row[b];
-        r.status = KILN_ROW_INVALID;
-        r.need_order = 0;
-        r.kept = 0;
+        c.row[b] = blank_row(KILN_ROW_INVALID);
         if (c.sort)
             c.seg_begin[b] = c.seg_end[b] = 0;
     }
@@ -126,7 +150,8 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
     }
 
     const int penalised =
-        len > 0 && (p.repetition != 1.0f || p.presence != 0.0f || p.frequency != 0.0f);
+        len > 0 && (!kiln_feq(p.repetition, 1.0f) || !kiln_feq(p.presence, 0.0f) ||
+                    !kiln_feq(p.frequency, 0.0f));
     if (penalised) {
         float *x = c.xbuf + b * V;
         for (int64_t i = threadIdx.x; i < V; i += kThreads)
@@ -135,14 +160,16 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
         apply_history(c, b, c.history_ids + h0, len, prompt, p);
     }
 
-    /* max and argmax; NaN never wins a comparison, the bad flag catches it */
-    arg_max mine = { -__int_as_float(0x7F800000), INT32_MAX };
+    /* max and argmax by order key; a NaN's key may win, but the bad flag
+     * makes the row invalid then */
+    arg_max mine = { 0u, INT32_MAX };
     int bad = 0;
     for (int64_t i = threadIdx.x; i < V; i += kThreads) {
         const float x = kiln_load<DTYPE>(c, b, penalised, i);
         bad |= kiln_is_bad_logit(x);
-        if (x > mine.value) {
-            mine.value = x;
+        const uint32_t key = kiln_order_key(x);
+        if (key > mine.key) {
+            mine.key = key;
             mine.index = (int32_t)i;
         }
     }
@@ -150,16 +177,17 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
     if (threadIdx.x == 0)
         best_slot = best;
     bad = __syncthreads_or(bad);
-    const float m = best_slot.value;
-    const int32_t argmax = best_slot.index;
-    if (bad || m == -__int_as_float(0x7F800000)) {
+    const uint32_t key_neg_inf = 0x007FFFFFu; /* kiln_order_key(-inf) */
+    if (bad || best_slot.key <= key_neg_inf) {
         finish_invalid(c, b);
         return;
     }
+    const int32_t argmax = best_slot.index;
+    const float m = kiln_load<DTYPE>(c, b, penalised, argmax);
     const bool need_raw = c.out.raw_logprobs != nullptr;
     kiln_dev_row &row = c.row[b];
 
-    if (p.temperature == 0.0f) {
+    if (kiln_feq(p.temperature, 0.0f)) {
         uint64_t s1 = 0;
         if (need_raw) {
             for (int64_t i = threadIdx.x; i < V; i += kThreads)
@@ -167,13 +195,13 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
             s1 = block_sum(s1, tmp, slot);
         }
         if (threadIdx.x == 0) {
-            row.status = KILN_ROW_GREEDY;
-            row.max = m;
-            row.argmax = argmax;
-            row.penalised = penalised;
-            row.need_order = 0;
-            row.kept = 1;
-            row.log_s1 = need_raw ? kiln_log_mass(s1) : 0.0;
+            kiln_dev_row g = blank_row(KILN_ROW_GREEDY);
+            g.max = m;
+            g.argmax = argmax;
+            g.penalised = penalised;
+            g.kept = 1;
+            g.log_s1 = need_raw ? kiln_log_mass(s1) : 0.0;
+            row = g;
             if (c.sort)
                 c.seg_begin[b] = c.seg_end[b] = 0;
         }
@@ -181,10 +209,11 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
     }
 
     const float cexp = kiln_exp2_factor(p.temperature);
-    const uint64_t min_p_mass = p.min_p > 0.0f ? kiln_ceil_scale(p.min_p, KILN_MASS_ONE) : 0;
+    const uint64_t min_p_mass =
+        kiln_fgt(p.min_p, 0.0f) ? kiln_ceil_scale(p.min_p, KILN_MASS_ONE) : 0;
     const uint64_t lo = min_p_mass > 0 ? min_p_mass : 1;
     const int64_t k = kiln_effective_top_k(p.top_k, V);
-    const int need_order = c.order && (k < V || p.top_p < 1.0f);
+    const int need_order = c.order && (k < V || kiln_flt(p.top_p, 1.0f));
     const bool separate_t1 = need_raw && cexp != KILN_LOG2E_F;
     const int64_t sort_base = b * V;
 
@@ -213,24 +242,25 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
         kept_mass = block_sum(kept_mass, tmp, slot);
     }
     if (threadIdx.x == 0) {
-        row.status = KILN_ROW_SAMPLE;
-        row.max = m;
-        row.argmax = argmax;
-        row.temperature = p.temperature;
-        row.exp2_factor = cexp;
-        row.min_mass = lo;
-        row.penalised = penalised;
-        row.need_order = need_order;
-        row.top_k = (int32_t)k;
-        row.top_p = p.top_p;
-        row.log_s1 = need_raw ? kiln_log_mass(separate_t1 ? total_t1 : total) : 0.0;
-        row.total = total; /* every token's mass; the cut kernels replace it */
+        kiln_dev_row r = blank_row(KILN_ROW_SAMPLE);
+        r.max = m;
+        r.argmax = argmax;
+        r.temperature = p.temperature;
+        r.exp2_factor = cexp;
+        r.min_mass = lo;
+        r.penalised = penalised;
+        r.need_order = need_order;
+        r.top_k = (int32_t)k;
+        r.top_p = p.top_p;
+        r.log_s1 = need_raw ? kiln_log_mass(separate_t1 ? total_t1 : total) : 0.0;
+        r.total = total; /* every token's mass; the cut kernels replace it */
         if (!need_order) {
-            row.total = kept_mass;
-            row.kept = (int32_t)kept;
-            row.log_s = kiln_log_mass(kept_mass);
-            row.inv_s = 1.0 / kiln_u64_to_f64(kept_mass);
+            r.total = kept_mass;
+            r.kept = (int32_t)kept;
+            r.log_s = kiln_log_mass(kept_mass);
+            r.inv_s = kiln_ddiv(1.0, kiln_u64_to_f64(kept_mass));
         }
+        row = r;
         if (c.sort) {
             /* CUB sorts rows_per_chunk rows per call; offsets are relative to
              * the chunk's first row. Empty segments are skipped. */

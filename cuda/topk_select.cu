@@ -149,7 +149,7 @@ __global__ void __launch_bounds__(kThreads) select_cut_kernel(const kiln_dev_cal
         __syncthreads();
     }
     cut last = top;
-    if (row.top_p < 1.0f)
+    if (kiln_flt(row.top_p, 1.0f))
         last = radix_cut<DTYPE>(c, b, row, true, row.top_k < c.vocab, top,
                                 kiln_ceil_scale(row.top_p, mass_k), sm);
 
@@ -173,7 +173,7 @@ __global__ void __launch_bounds__(kThreads) select_cut_kernel(const kiln_dev_cal
         row_ref.total = kept_mass;
         row_ref.kept = (int32_t)kept;
         row_ref.log_s = kiln_log_mass(kept_mass);
-        row_ref.inv_s = 1.0 / kiln_u64_to_f64(kept_mass);
+        row_ref.inv_s = kiln_ddiv(1.0, kiln_u64_to_f64(kept_mass));
     }
 }
 

@@ -55,7 +55,7 @@ __global__ void __launch_bounds__(kThreads) cut_kernel(const kiln_dev_call c)
     mass_k = block_sum(mass_k, tmp, slot);
 
     int64_t len = k;
-    if (row.top_p < 1.0f) {
+    if (kiln_flt(row.top_p, 1.0f)) {
         /* Shortest prefix whose mass reaches need: chunks of kThreads * kItems
          * consecutive entries, a block scan of per-thread sums, then each
          * thread walks its own entries. need <= mass_k, so it is found. */
@@ -112,7 +112,7 @@ __global__ void __launch_bounds__(kThreads) cut_kernel(const kiln_dev_call c)
         row.total = kept_mass;
         row.kept = (int32_t)kept;
         row.log_s = kiln_log_mass(kept_mass);
-        row.inv_s = 1.0 / kiln_u64_to_f64(kept_mass);
+        row.inv_s = kiln_ddiv(1.0, kiln_u64_to_f64(kept_mass));
     }
 }
 

@@ -1,8 +1,10 @@
 /* Every piece of arithmetic whose bits the CPU and CUDA backends must agree
  * on, written once. Rules that make gcc and nvcc agree:
  *  - only IEEE-754 operations that are correctly rounded (+, -, *, /,
- *    conversions) on binary32/binary64, in a fixed order;
- *  - no fused multiply-add (gcc: -ffp-contract=off; nvcc: --fmad=false);
+ *    conversions) on binary32/binary64, in a fixed order, each written as
+ *    one of the kiln_f* / kiln_d* helpers below;
+ *  - no fused multiply-add, no flush-to-zero, no approximate division,
+ *    whatever flags the including project compiles with (see the helpers);
  *  - no libm but floor, which is exact: exp and log are kiln's own below;
  *  - integer arithmetic wherever a result must be exact (masses, sums,
  *    thresholds). */
@@ -42,6 +44,94 @@ KILN_HD float kiln_f32_from_bits(uint32_t u)
     return x;
 #endif
 }
+
+/* ------------------------------------------------- pinned float operations */
+
+/* On the device, nvcc's --ftz=true and -use_fast_math rewrite plain
+ * operators and even the __f*_rn intrinsics into flushing instructions
+ * (mul.rn.ftz.f32, setp.lt.ftz.f32, cvt.ftz.f64.f32), --prec-div=false makes
+ * division approximate, --fmad=true contracts a*b+c, and nvcc 13 defines no
+ * macro this header could refuse them by. So each binary32 operation is the
+ * exact PTX instruction, written out (no .ftz, .rn), and each binary64 one
+ * the __d*_rn intrinsic, which is never contracted (PTX has no f64 flush
+ * mode). tests/ptx_pinned checks the PTX of every kernel under
+ * -use_fast_math. On the host these are the plain operators: the build has
+ * -ffp-contract=off and csrc/cpu/fp_mode.h pins MXCSR during every call. */
+#if defined(__CUDA_ARCH__)
+#define KILN_PTX_F32_BINARY(name, op)                                            \
+    KILN_HD float name(float a, float b)                                         \
+    {                                                                            \
+        float r;                                                                 \
+        asm(op " %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));                       \
+        return r;                                                                \
+    }
+#define KILN_PTX_F32_COMPARE(name, cmp)                                          \
+    KILN_HD int name(float a, float b)                                           \
+    {                                                                            \
+        int r;                                                                   \
+        asm("{ .reg .pred p; setp." cmp ".f32 p, %1, %2; selp.s32 %0, 1, 0, p; }" \
+            : "=r"(r)                                                            \
+            : "f"(a), "f"(b));                                                   \
+        return r;                                                                \
+    }
+KILN_PTX_F32_BINARY(kiln_fadd, "add.rn.f32")
+KILN_PTX_F32_BINARY(kiln_fsub, "sub.rn.f32")
+KILN_PTX_F32_BINARY(kiln_fmul, "mul.rn.f32")
+KILN_PTX_F32_BINARY(kiln_fdiv, "div.rn.f32")
+KILN_PTX_F32_COMPARE(kiln_flt, "lt")
+KILN_PTX_F32_COMPARE(kiln_fle, "le")
+KILN_PTX_F32_COMPARE(kiln_fgt, "gt")
+KILN_PTX_F32_COMPARE(kiln_fge, "ge")
+KILN_PTX_F32_COMPARE(kiln_feq, "eq")
+#undef KILN_PTX_F32_BINARY
+#undef KILN_PTX_F32_COMPARE
+
+KILN_HD double kiln_f32_to_f64(float a)
+{
+    double r;
+    asm("cvt.f64.f32 %0, %1;" : "=d"(r) : "f"(a));
+    return r;
+}
+
+KILN_HD float kiln_f64_to_f32(double a)
+{
+    float r;
+    asm("cvt.rn.f32.f64 %0, %1;" : "=f"(r) : "d"(a));
+    return r;
+}
+
+/* floor(v) as an int32, for |v| < 2^31 */
+KILN_HD int32_t kiln_floor_to_i32(float v)
+{
+    int32_t r;
+    asm("{ .reg .f32 f; cvt.rmi.f32.f32 f, %1; cvt.rzi.s32.f32 %0, f; }" : "=r"(r) : "f"(v));
+    return r;
+}
+
+KILN_HD double kiln_dadd(double a, double b) { return __dadd_rn(a, b); }
+KILN_HD double kiln_dsub(double a, double b) { return __dsub_rn(a, b); }
+KILN_HD double kiln_dmul(double a, double b) { return __dmul_rn(a, b); }
+KILN_HD double kiln_ddiv(double a, double b) { return __ddiv_rn(a, b); }
+#else
+KILN_HD float kiln_fadd(float a, float b) { return a + b; }
+KILN_HD float kiln_fsub(float a, float b) { return a - b; }
+KILN_HD float kiln_fmul(float a, float b) { return a * b; }
+KILN_HD float kiln_fdiv(float a, float b) { return a / b; }
+KILN_HD int kiln_flt(float a, float b) { return a < b; }
+KILN_HD int kiln_fle(float a, float b) { return a <= b; }
+KILN_HD int kiln_fgt(float a, float b) { return a > b; }
+KILN_HD int kiln_fge(float a, float b) { return a >= b; }
+KILN_HD int kiln_feq(float a, float b) { return a == b; }
+KILN_HD double kiln_f32_to_f64(float a) { return (double)a; }
+KILN_HD float kiln_f64_to_f32(double a) { return (float)a; }
+/* The builtin lets gcc vectorise floor (roundps) where a compare-and-adjust
+ * would not be; floor is exact, so every implementation agrees. */
+KILN_HD int32_t kiln_floor_to_i32(float v) { return (int32_t)__builtin_floorf(v); }
+KILN_HD double kiln_dadd(double a, double b) { return a + b; }
+KILN_HD double kiln_dsub(double a, double b) { return a - b; }
+KILN_HD double kiln_dmul(double a, double b) { return a * b; }
+KILN_HD double kiln_ddiv(double a, double b) { return a / b; }
+#endif
 
 /* binary16 -> binary32 is exact; done on the bits so no compiler half type
  * is needed. */
@@ -109,10 +199,10 @@ KILN_HD float kiln_penalize(float x, int seen, uint32_t generated, float repetit
                             float presence, float frequency)
 {
     if (seen)
-        x = x > 0.0f ? x / repetition : x * repetition;
+        x = kiln_fgt(x, 0.0f) ? kiln_fdiv(x, repetition) : kiln_fmul(x, repetition);
     if (generated) {
-        x = x - frequency * (float)generated;
-        x = x - presence;
+        x = kiln_fsub(x, kiln_fmul(frequency, (float)generated));
+        x = kiln_fsub(x, presence);
     }
     return x;
 }
@@ -172,19 +262,8 @@ KILN_HD uint64_t kiln_scale_draw(uint64_t u, uint64_t total)
  * 0 * inf = NaN for the tokens tied with the max). T > 0. */
 KILN_HD float kiln_exp2_factor(float temperature)
 {
-    float c = KILN_LOG2E_F / temperature;
-    return c <= KILN_FLT_MAX ? c : KILN_FLT_MAX;
-}
-
-/* floor is exact, so libm's and the device's agree; the builtin lets gcc
- * vectorise it (roundps) where a compare-and-adjust would not be. */
-KILN_HD float kiln_floorf(float v)
-{
-#if defined(__CUDA_ARCH__)
-    return floorf(v);
-#else
-    return __builtin_floorf(v);
-#endif
+    float c = kiln_fdiv(KILN_LOG2E_F, temperature);
+    return kiln_fle(c, KILN_FLT_MAX) ? c : KILN_FLT_MAX;
 }
 
 /* 2^f for f = j * 2^-23 in [0, 1), result in [1, 2). Horner form with
@@ -194,17 +273,17 @@ KILN_HD float kiln_floorf(float v)
 KILN_HD float kiln_exp2_fraction(float f)
 {
     float q = 0x1.c54174p-13f;
-    q = q * f + 0x1.46d64cp-10f;
-    q = q * f + 0x1.3d0b92p-7f;
-    q = q * f + 0x1.c68912p-5f;
-    q = q * f + 0x1.ebfd58p-3f;
-    q = q * f + 0x1.62e42cp-1f;
-    float p = 1.0f + f * q;
+    q = kiln_fadd(kiln_fmul(q, f), 0x1.46d64cp-10f);
+    q = kiln_fadd(kiln_fmul(q, f), 0x1.3d0b92p-7f);
+    q = kiln_fadd(kiln_fmul(q, f), 0x1.c68912p-5f);
+    q = kiln_fadd(kiln_fmul(q, f), 0x1.ebfd58p-3f);
+    q = kiln_fadd(kiln_fmul(q, f), 0x1.62e42cp-1f);
+    float p = kiln_fadd(1.0f, kiln_fmul(f, q));
     /* With these coefficients p stays below 2 for every j (the largest is
      * 0x1.fffffep0, tests/test_numerics.c); the clamp makes that a property
      * of the code rather than of the coefficients, since kiln_mass reads p's
      * mantissa assuming p < 2 and monotonicity needs p(max j) < 2 p(0). */
-    return p < 0x1.fffffep0f ? p : 0x1.fffffep0f;
+    return kiln_flt(p, 0x1.fffffep0f) ? p : 0x1.fffffep0f;
 }
 
 /* The fixed-point mass floor(2^40 * 2^t) of a token with logit x in a row
@@ -217,14 +296,14 @@ KILN_HD float kiln_exp2_fraction(float f)
  * -inf, and NaN, which valid rows never hold) gives 0. */
 KILN_HD uint64_t kiln_mass(float x, float m, float c)
 {
-    float t = (x - m) * c;
-    t = t >= -64.0f ? t : -64.0f; /* NaN too */
-    const float tq = t * 8388608.0f;
-    const int32_t q = (int32_t)kiln_floorf(tq); /* exact: |tq| <= 2^29 */
+    float t = kiln_fmul(kiln_fsub(x, m), c);
+    t = kiln_fge(t, -64.0f) ? t : -64.0f; /* NaN too */
+    const float tq = kiln_fmul(t, 8388608.0f);
+    const int32_t q = kiln_floor_to_i32(tq); /* exact: |tq| <= 2^29 */
     uint32_t neg = (uint32_t)(-q);
     int32_t n = -(int32_t)((neg + 0x7FFFFFu) >> 23); /* floor(q / 2^23) */
     uint32_t j = (uint32_t)q & 0x7FFFFFu;
-    float p = kiln_exp2_fraction((float)j * 0x1p-23f);
+    float p = kiln_exp2_fraction(kiln_fmul((float)j, 0x1p-23f));
     uint64_t man = (kiln_f32_bits(p) & 0x7FFFFFu) | 0x800000u; /* p = man * 2^-23 */
     /* w = man * 2^(17 + n), n in [-64, 0]: a left shift of at most 17 and a
      * right shift of at most 47 (man < 2^24, so >= 24 gives 0). Written
@@ -239,7 +318,7 @@ KILN_HD uint64_t kiln_mass(float x, float m, float c)
  * when floor(t * 2^23) < -40 * 2^23, i.e. when t < -40 (t * 2^23 is exact). */
 KILN_HD int kiln_has_mass(float x, float m, float c)
 {
-    return (x - m) * c >= -40.0f;
+    return kiln_fge(kiln_fmul(kiln_fsub(x, m), c), -40.0f);
 }
 
 /* ------------------------------------------------------- log-probabilities */
@@ -248,7 +327,7 @@ KILN_HD int kiln_has_mass(float x, float m, float c)
  * exactly and the sum rounds once, the same on every compiler. */
 KILN_HD double kiln_u64_to_f64(uint64_t v)
 {
-    return (double)(uint32_t)(v >> 32) * 4294967296.0 + (double)(uint32_t)v;
+    return kiln_dadd(kiln_dmul((double)(uint32_t)(v >> 32), 4294967296.0), (double)(uint32_t)v);
 }
 
 KILN_HD int kiln_clz64(uint64_t v)
@@ -268,24 +347,25 @@ KILN_HD double kiln_log_mass(uint64_t s)
 {
     int e = 63 - kiln_clz64(s);
     uint64_t top = e >= 52 ? s >> (e - 52) : s << (52 - e);
-    double a = (double)(int64_t)top * 0x1p-52;
+    double a = kiln_dmul((double)(int64_t)top, 0x1p-52);
     if (a > 1.4142135623730951) {
-        a = a * 0.5;
+        a = kiln_dmul(a, 0.5);
         e += 1;
     }
-    double z = (a - 1.0) / (a + 1.0);
-    double z2 = z * z;
-    double sum = 1.0 / 19.0;
-    sum = sum * z2 + 1.0 / 17.0;
-    sum = sum * z2 + 1.0 / 15.0;
-    sum = sum * z2 + 1.0 / 13.0;
-    sum = sum * z2 + 1.0 / 11.0;
-    sum = sum * z2 + 1.0 / 9.0;
-    sum = sum * z2 + 1.0 / 7.0;
-    sum = sum * z2 + 1.0 / 5.0;
-    sum = sum * z2 + 1.0 / 3.0;
-    sum = sum * z2 + 1.0;
-    return (double)(e - KILN_FRACTION_BITS) * KILN_LN2_D + 2.0 * z * sum;
+    const double z = kiln_ddiv(kiln_dsub(a, 1.0), kiln_dadd(a, 1.0));
+    const double z2 = kiln_dmul(z, z);
+    double sum = kiln_ddiv(1.0, 19.0);
+    sum = kiln_dadd(kiln_dmul(sum, z2), kiln_ddiv(1.0, 17.0));
+    sum = kiln_dadd(kiln_dmul(sum, z2), kiln_ddiv(1.0, 15.0));
+    sum = kiln_dadd(kiln_dmul(sum, z2), kiln_ddiv(1.0, 13.0));
+    sum = kiln_dadd(kiln_dmul(sum, z2), kiln_ddiv(1.0, 11.0));
+    sum = kiln_dadd(kiln_dmul(sum, z2), kiln_ddiv(1.0, 9.0));
+    sum = kiln_dadd(kiln_dmul(sum, z2), kiln_ddiv(1.0, 7.0));
+    sum = kiln_dadd(kiln_dmul(sum, z2), kiln_ddiv(1.0, 5.0));
+    sum = kiln_dadd(kiln_dmul(sum, z2), kiln_ddiv(1.0, 3.0));
+    sum = kiln_dadd(kiln_dmul(sum, z2), 1.0);
+    return kiln_dadd(kiln_dmul((double)(e - KILN_FRACTION_BITS), KILN_LN2_D),
+                     kiln_dmul(kiln_dmul(2.0, z), sum));
 }
 
 /* log p of a token under a distribution whose masses sum to s (as
@@ -294,14 +374,14 @@ KILN_HD double kiln_log_mass(uint64_t s)
  * binary32 accuracy even for tokens whose mass has few significant bits. */
 KILN_HD float kiln_logprob(float x, float m, float temperature, double log_s)
 {
-    float d = (x - m) / temperature;
-    return (float)((double)d - log_s);
+    const float d = kiln_fdiv(kiln_fsub(x, m), temperature);
+    return kiln_f64_to_f32(kiln_dsub(kiln_f32_to_f64(d), log_s));
 }
 
 /* A token's probability w / s as binary32; inv_s = 1 / (double)s. */
 KILN_HD float kiln_prob(uint64_t w, double inv_s)
 {
-    return (float)(kiln_u64_to_f64(w) * inv_s);
+    return kiln_f64_to_f32(kiln_dmul(kiln_u64_to_f64(w), inv_s));
 }
 
 #endif

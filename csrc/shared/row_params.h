@@ -54,13 +54,13 @@ KILN_HD int kiln_is_finite(float x)
 /* Written as !(in range) so NaN fails every test. */
 KILN_HD kiln_field kiln_row_params_fault(const kiln_row_params *r)
 {
-    if (!(r->temperature >= 0.0f) || !kiln_is_finite(r->temperature))
+    if (!kiln_fge(r->temperature, 0.0f) || !kiln_is_finite(r->temperature))
         return KILN_FIELD_TEMPERATURE;
-    if (!(r->top_p > 0.0f && r->top_p <= 1.0f))
+    if (!(kiln_fgt(r->top_p, 0.0f) && kiln_fle(r->top_p, 1.0f)))
         return KILN_FIELD_TOP_P;
-    if (!(r->min_p >= 0.0f && r->min_p <= 1.0f))
+    if (!(kiln_fge(r->min_p, 0.0f) && kiln_fle(r->min_p, 1.0f)))
         return KILN_FIELD_MIN_P;
-    if (!(r->repetition > 0.0f) || !kiln_is_finite(r->repetition))
+    if (!kiln_fgt(r->repetition, 0.0f) || !kiln_is_finite(r->repetition))
         return KILN_FIELD_REPETITION_PENALTY;
     if (!kiln_is_finite(r->presence))
         return KILN_FIELD_PRESENCE_PENALTY;
