@@ -11,7 +11,7 @@ __global__ void best_of_n_kernel(const float *scores, int64_t groups, int32_t n,
         const float *s = scores + g * n;
         int32_t pick = -1;
         for (int32_t i = 0; i < n; ++i)
-            if (s[i] == s[i] && (pick < 0 || s[i] > s[pick]))
+            if (kiln_feq(s[i], s[i]) && (pick < 0 || kiln_fgt(s[i], s[pick])))
                 pick = i;
         best[g] = pick;
     }

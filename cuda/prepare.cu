@@ -214,7 +214,7 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
     const uint64_t lo = min_p_mass > 0 ? min_p_mass : 1;
     const int64_t k = kiln_effective_top_k(p.top_k, V);
     const int need_order = c.order && (k < V || kiln_flt(p.top_p, 1.0f));
-    const bool separate_t1 = need_raw && cexp != KILN_LOG2E_F;
+    const bool separate_t1 = need_raw && !kiln_feq(cexp, KILN_LOG2E_F);
     const int64_t sort_base = b * V;
 
     uint64_t total = 0, total_t1 = 0, kept = 0, kept_mass = 0;
