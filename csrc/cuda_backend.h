@@ -12,6 +12,10 @@ extern "C" {
 /* Sets sampler->cuda, sampler->workspace_bytes and sampler->lm_head_bytes
  * for sampler->config (with a cuBLAS handle when max_hidden > 0). */
 kiln_status kiln_cuda_create(kiln_sampler *sampler);
+/* The host-only part of kiln_cuda_create: the backend state and workspace
+ * size for sampler->config, without checking for a device (tests drive the
+ * host path of the CUDA calls with it on machines without one). */
+kiln_status kiln_cuda_configure(kiln_sampler *sampler);
 void kiln_cuda_destroy(kiln_sampler *sampler);
 kiln_status kiln_cuda_sample(const kiln_sampler *sampler, const kiln_call *call);
 /* The LM head of a validated kiln_sample_hidden call into `logits` (f32;

@@ -9,6 +9,13 @@ kiln_status kiln_cuda_create(kiln_sampler *sampler)
                      "this kiln was built without CUDA (configure with KILN_CUDA=ON)");
 }
 
+kiln_status kiln_cuda_configure(kiln_sampler *sampler)
+{
+    (void)sampler;
+    return kiln_fail(KILN_ERROR_BACKEND_UNAVAILABLE,
+                     "this kiln was built without CUDA (configure with KILN_CUDA=ON)");
+}
+
 void kiln_cuda_destroy(kiln_sampler *sampler)
 {
     (void)sampler;

@@ -93,6 +93,39 @@ struct device_scope {
 
 } // namespace
 
+/* Host-only: the state and the workspace size of s->config. No CUDA call
+ * but CUB's temp-storage query for the sort algorithm. */
+extern "C" kiln_status kiln_cuda_configure(kiln_sampler *s)
+{
+    const kiln_config &cfg = s->config;
+    if (cfg.max_batch * cfg.max_samples > ((int64_t)1 << 40))
+        return kiln_fail(KILN_ERROR_INVALID_CONFIG,
+                         "config.max_batch * max_samples = %lld is over 2^40",
+                         (long long)(cfg.max_batch * cfg.max_samples));
+    cuda_state st;
+    st.device = cfg.device;
+    st.tiles = (cfg.max_vocab + KILN_TILE - 1) / KILN_TILE;
+    const int64_t fit = (int64_t)0x7FFFFFFF / cfg.max_vocab; /* CUB counts items in int */
+    st.rows_per_chunk = cfg.max_batch < fit ? cfg.max_batch : fit;
+    st.sort_temp_bytes = 0;
+    st.cublas = nullptr;
+    if (cfg.algorithm == KILN_ALGORITHM_SORT) {
+        cudaError_t err =
+            kiln_sort_temp_bytes(st.rows_per_chunk, cfg.max_vocab, &st.sort_temp_bytes);
+        if (err != cudaSuccess)
+            return cuda_fail("cub::DeviceSegmentedRadixSort temp storage query", err);
+    }
+    cuda_state *heap = (cuda_state *)malloc(sizeof *heap);
+    if (!heap)
+        return kiln_fail(KILN_ERROR_OUT_OF_MEMORY, "could not allocate the CUDA sampler state");
+    *heap = st;
+    s->cuda = heap;
+    s->lm_head_bytes =
+        cfg.max_hidden > 0 ? kiln_lm_head_logits_bytes(&cfg) + cublas_workspace_bytes : 0;
+    s->workspace_bytes = s->lm_head_bytes + make_layout(cfg, st).total;
+    return KILN_SUCCESS;
+}
+
 extern "C" kiln_status kiln_cuda_create(kiln_sampler *s)
 {
     int count = 0;
@@ -107,42 +140,20 @@ extern "C" kiln_status kiln_cuda_create(kiln_sampler *s)
     if (cfg.device < 0 || cfg.device >= count)
         return kiln_fail(KILN_ERROR_BACKEND_UNAVAILABLE,
                          "config.device = %d, but there are %d CUDA devices", cfg.device, count);
-    if (cfg.max_batch * cfg.max_samples > ((int64_t)1 << 40))
-        return kiln_fail(KILN_ERROR_INVALID_CONFIG,
-                         "config.max_batch * max_samples = %lld is over 2^40",
-                         (long long)(cfg.max_batch * cfg.max_samples));
     device_scope scope(cfg.device);
     if (scope.err != cudaSuccess)
         return cuda_fail("cudaSetDevice", scope.err);
-
-    cuda_state st;
-    st.device = cfg.device;
-    st.tiles = (cfg.max_vocab + KILN_TILE - 1) / KILN_TILE;
-    const int64_t fit = (int64_t)0x7FFFFFFF / cfg.max_vocab; /* CUB counts items in int */
-    st.rows_per_chunk = cfg.max_batch < fit ? cfg.max_batch : fit;
-    st.sort_temp_bytes = 0;
-    st.cublas = nullptr;
-    if (cfg.algorithm == KILN_ALGORITHM_SORT) {
-        err = kiln_sort_temp_bytes(st.rows_per_chunk, cfg.max_vocab, &st.sort_temp_bytes);
-        if (err != cudaSuccess)
-            return cuda_fail("cub::DeviceSegmentedRadixSort temp storage query", err);
-    }
-
-    cuda_state *heap = (cuda_state *)malloc(sizeof *heap);
-    if (!heap)
-        return kiln_fail(KILN_ERROR_OUT_OF_MEMORY, "could not allocate the CUDA sampler state");
+    kiln_status status = kiln_cuda_configure(s);
+    if (status != KILN_SUCCESS)
+        return status;
     if (cfg.max_hidden > 0) {
-        kiln_status status = kiln_lm_head_create(&st.cublas);
+        status = kiln_lm_head_create(&((cuda_state *)s->cuda)->cublas);
         if (status != KILN_SUCCESS) {
-            free(heap);
+            free(s->cuda);
+            s->cuda = nullptr;
             return status;
         }
     }
-    *heap = st;
-    s->cuda = heap;
-    s->lm_head_bytes =
-        cfg.max_hidden > 0 ? kiln_lm_head_logits_bytes(&cfg) + cublas_workspace_bytes : 0;
-    s->workspace_bytes = s->lm_head_bytes + make_layout(cfg, st).total;
     return KILN_SUCCESS;
 }
 
