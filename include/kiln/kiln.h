@@ -309,8 +309,13 @@ typedef struct kiln_lm_head {
  * bf16) on `stream`, with the cuBLAS workspace carved from `workspace`: no
  * allocation or synchronisation, capturable in a CUDA graph. The GEMM's
  * summation order is cuBLAS's, so GPU logits match the CPU's within rounding,
- * not bit for bit. CPU backend: a blocked GEMM whose per-logit summation
- * order is fixed, so results do not depend on the thread count.
+ * not bit for bit, and, because cuBLAS picks its kernel and split-K by the
+ * GEMM's shape, a row's GPU logits may change with num_rows: the one
+ * exception to batch invariance (docs/semantics.md section 14). They repeat
+ * exactly for the same num_rows on the same GPU. The call binds the
+ * sampler's cuBLAS handle to `stream`: one sampler per host thread.
+ * CPU backend: a blocked GEMM whose per-logit summation order is fixed, so
+ * results depend on neither the thread count nor num_rows.
  * Errors: NULL_POINTER, INVALID_SHAPE, INVALID_PARAMETER, MISALIGNED, OVERLAP,
  * WORKSPACE_TOO_SMALL, CUDA. */
 KILN_API kiln_status kiln_sample_hidden(kiln_sampler *sampler, const kiln_lm_head *head,
