@@ -125,10 +125,12 @@ typedef struct kiln_config {
     kiln_algorithm algorithm; /* default KILN_ALGORITHM_AUTO */
     int64_t max_hidden;   /* largest hidden size for kiln_sample_hidden, 0..2^20;
                              0 (default): kiln_sample_hidden is unavailable */
+    int32_t max_top_logprobs; /* largest num_top_logprobs of a call, 0..1024
+                                 (OpenAI allows 20); default 0 */
 } kiln_config;
 
 #define KILN_CONFIG_INIT \
-    { sizeof(kiln_config), KILN_BACKEND_CPU, 0, 1, 0, 1, 0, 0, KILN_ALGORITHM_AUTO, 0 }
+    { sizeof(kiln_config), KILN_BACKEND_CPU, 0, 1, 0, 1, 0, 0, KILN_ALGORITHM_AUTO, 0, 0 }
 
 /* The batch to sample. Start from KILN_BATCH_INIT.
  *
@@ -139,7 +141,17 @@ typedef struct kiln_config {
  *   all in [0, V); the first prompt_lengths[b] of them are prompt tokens, the
  *   rest generated tokens. history_offsets has num_rows + 1 non-decreasing
  *   entries; history_offsets == NULL means no history for any row.
- *   prompt_lengths == NULL means every history token was generated. */
+ *   prompt_lengths == NULL means every history token was generated.
+ * allowed_mask: optional per-row bitmask in the layout grammar engines
+ *   (xgrammar) produce: bit j % 32 of word j / 32 of row b's words set means
+ *   token j may be drawn; a cleared bit makes the logit -inf before anything
+ *   else (so it is never drawn, has no mass and no top-k place, and what the
+ *   logit held does not matter). Bits past V are ignored. A row with no
+ *   allowed token is invalid (tokens -1, valid 0), like an all -inf row.
+ * logit_bias: optional OpenAI logit_bias per row in CSR form: row b adds
+ *   logit_bias_values[i] to the logit of logit_bias_ids[i] for i in
+ *   [logit_bias_offsets[b], logit_bias_offsets[b+1]), in that order, after
+ *   the mask and before the penalties. Ids in [0, V); values finite. */
 typedef struct kiln_batch {
     size_t struct_size;             /* sizeof(kiln_batch) */
     kiln_dtype dtype;               /* dtype of the logits */
@@ -151,9 +163,16 @@ typedef struct kiln_batch {
     const int64_t *history_offsets; /* [num_rows + 1] backend memory, or NULL */
     const int32_t *history_ids;     /* [history_offsets[num_rows]] backend memory */
     const int32_t *prompt_lengths;  /* [num_rows] backend memory, or NULL */
+    const int32_t *allowed_mask;    /* [num_rows, allowed_mask_stride] backend memory, or NULL */
+    int64_t allowed_mask_stride;    /* 32-bit words between rows, >= ceil(V / 32); 0 means that */
+    const int64_t *logit_bias_offsets; /* [num_rows + 1] backend memory, or NULL */
+    const int32_t *logit_bias_ids;     /* [logit_bias_offsets[num_rows]] backend memory */
+    const float *logit_bias_values;    /* [logit_bias_offsets[num_rows]] backend memory */
 } kiln_batch;
 
-#define KILN_BATCH_INIT { sizeof(kiln_batch), KILN_DTYPE_F32, NULL, 0, 0, 0, 1, NULL, NULL, NULL }
+#define KILN_BATCH_INIT                                                                   \
+    { sizeof(kiln_batch), KILN_DTYPE_F32, NULL, 0, 0, 0, 1, NULL, NULL, NULL, NULL, 0, NULL, \
+      NULL, NULL }
 
 /* Per-row parameters. For each parameter, `name` points to num_rows values in
  * backend memory, or is NULL and `name_all` applies to every row (a host
@@ -171,7 +190,14 @@ typedef struct kiln_batch {
  * presence_penalty    finite; subtracted once from each generated token; 0 disables
  * frequency_penalty   finite; subtracted per generated occurrence; 0 disables
  * seed, offset        Philox key and draw counter; a row's draws depend on its
- *                     seed, offset and sample index only */
+ *                     seed, offset and sample index only
+ * dynatemp_range      finite, >= 0: entropy-adaptive temperature (llama.cpp's
+ *                     dynatemp). With base T and range d the row is sampled at
+ *                     T_min + (T_max - T_min) * (H / H_max)^e, T_min =
+ *                     max(0, T - d), T_max = T + d, H the entropy of the raw
+ *                     distribution, H_max = ln(tokens with mass at T = 1);
+ *                     0 disables (the row's T, bit for bit)
+ * dynatemp_exponent   finite, > 0: the e above; default 1 */
 typedef struct kiln_sampling_params {
     size_t struct_size; /* sizeof(kiln_sampling_params) */
     const float *temperature;
@@ -192,11 +218,15 @@ typedef struct kiln_sampling_params {
     uint64_t seed_all;
     const uint64_t *offset;
     uint64_t offset_all;
+    const float *dynatemp_range;
+    float dynatemp_range_all;
+    const float *dynatemp_exponent;
+    float dynatemp_exponent_all;
 } kiln_sampling_params;
 
 #define KILN_SAMPLING_PARAMS_INIT                                                            \
     { sizeof(kiln_sampling_params), NULL, 1.0f, NULL, 0, NULL, 1.0f, NULL, 0.0f, NULL, 1.0f, \
-      NULL, 0.0f, NULL, 0.0f, NULL, 0, NULL, 0 }
+      NULL, 0.0f, NULL, 0.0f, NULL, 0, NULL, 0, NULL, 0.0f, NULL, 1.0f }
 
 /* Where results go; all backend memory, none may overlap another buffer of
  * the call. Start from KILN_OUTPUTS_INIT. Only `tokens` is required.
@@ -208,7 +238,26 @@ typedef struct kiln_sampling_params {
  * probs         [B, probs_row_stride]  final probabilities, 0 outside the
  *                       kept set, V written per row (all 0 if invalid)
  * kept_counts   [B]     number of tokens that could be drawn (0 if invalid)
- * valid         [B]     1 if the row was sampled, 0 if it was invalid */
+ * valid         [B]     1 if the row was sampled, 0 if it was invalid
+ *
+ * With N = num_top_logprobs (0..the sampler's max_top_logprobs; 0 with any of
+ * the four top-N pointers set is an error):
+ * raw_top_ids, raw_top_logprobs      [B, N]  the first N tokens of the
+ *                       canonical order (most likely first, ties to the lower
+ *                       id) and their raw log-probabilities; id -1 and -inf
+ *                       past V
+ * final_top_ids, final_top_logprobs  [B, N]  the first N kept tokens in that
+ *                       order and their log-probabilities under the final
+ *                       distribution; id -1 and -inf past the kept count
+ * raw_ranks     [B, n]  rank of each draw under the raw distribution: 1 + the
+ *                       tokens before it in canonical order (0 if invalid)
+ * entropy, raw_entropy  [B]  entropy in nats of the final and of the raw
+ *                       distribution, from the exact masses
+ *                       (docs/semantics.md section 15); NaN if invalid
+ * temperatures  [B]     the temperature the row was sampled at (T, or the
+ *                       dynatemp temperature); NaN if invalid
+ * The raw distribution is the log-softmax of the penalised logits at T = 1,
+ * before any filter (raw_logprobs' distribution). */
 typedef struct kiln_outputs {
     size_t struct_size; /* sizeof(kiln_outputs) */
     int32_t *tokens;
@@ -218,9 +267,20 @@ typedef struct kiln_outputs {
     int64_t probs_row_stride; /* elements, >= V; 0 means V */
     int32_t *kept_counts;
     uint8_t *valid;
+    int32_t num_top_logprobs;
+    int32_t *raw_top_ids;
+    float *raw_top_logprobs;
+    int32_t *final_top_ids;
+    float *final_top_logprobs;
+    int32_t *raw_ranks;
+    float *entropy;
+    float *raw_entropy;
+    float *temperatures;
 } kiln_outputs;
 
-#define KILN_OUTPUTS_INIT { sizeof(kiln_outputs), NULL, NULL, NULL, NULL, 0, NULL, NULL }
+#define KILN_OUTPUTS_INIT                                                                   \
+    { sizeof(kiln_outputs), NULL, NULL, NULL, NULL, 0, NULL, NULL, 0, NULL, NULL, NULL, NULL, \
+      NULL, NULL, NULL, NULL }
 
 /* ------------------------------------------------------- sampler lifecycle */
 
@@ -277,6 +337,48 @@ KILN_API kiln_status kiln_sample(kiln_sampler *sampler, const kiln_batch *batch,
 KILN_API kiln_status kiln_best_of_n(kiln_sampler *sampler, const float *scores,
                                     int64_t num_groups, int32_t n, int32_t *best,
                                     kiln_stream stream);
+
+/* ----------------------------------------------------------------- scoring */
+
+/* What kiln_score writes; backend memory, optional unless said, none may
+ * overlap another buffer of the call. Start from KILN_SCORE_OUTPUTS_INIT.
+ * With K = num_targets and N = num_top_logprobs (0..max_top_logprobs):
+ * logprobs      [B, K]  raw log-probability of each target (NaN for a target
+ *                       of -1 and for an invalid row)
+ * ranks         [B, K]  its rank under the raw distribution: 1 + the tokens
+ *                       before it in canonical order (0 for -1 or invalid)
+ * top_ids, top_logprobs [B, N]  as kiln_outputs.raw_top_ids / raw_top_logprobs
+ * entropy       [B]     entropy of the raw distribution in nats (NaN if invalid)
+ * valid         [B]     1, or 0 for an invalid row */
+typedef struct kiln_score_outputs {
+    size_t struct_size; /* sizeof(kiln_score_outputs) */
+    float *logprobs;
+    int32_t *ranks;
+    int32_t num_top_logprobs;
+    int32_t *top_ids;
+    float *top_logprobs;
+    float *entropy;
+    uint8_t *valid;
+} kiln_score_outputs;
+
+#define KILN_SCORE_OUTPUTS_INIT \
+    { sizeof(kiln_score_outputs), NULL, NULL, 0, NULL, NULL, NULL, NULL }
+
+/* Scores given tokens under each row's raw distribution, for prompt
+ * log-probabilities and evaluation: no filters, no draws, no random numbers.
+ * The raw distribution is kiln_sample's (docs/semantics.md): the batch's
+ * mask, logit bias and history penalties (params supplies the penalties;
+ * its other fields are not read; NULL means no penalties), then the
+ * log-softmax at T = 1. targets: [B, K] backend memory, ids in [0, V) or -1
+ * for none (padding); may be NULL when K = 0. batch.num_samples must be 1.
+ * Same validity, bad-input and stream rules as kiln_sample; a device-resident
+ * target outside [0, V) makes its row invalid on the CUDA backend.
+ * Errors: NULL_POINTER, INVALID_SHAPE, INVALID_PARAMETER, MISALIGNED, OVERLAP,
+ * WORKSPACE_TOO_SMALL, CUDA. */
+KILN_API kiln_status kiln_score(kiln_sampler *sampler, const kiln_batch *batch,
+                                const kiln_sampling_params *params, const int32_t *targets,
+                                int32_t num_targets, const kiln_score_outputs *outputs,
+                                void *workspace, size_t workspace_size, kiln_stream stream);
 
 /* ---------------------------------------------------- sampling from hidden */
 
