@@ -97,6 +97,26 @@ kiln_status kiln_sample(kiln_sampler *sampler, const kiln_batch *batch,
     return kiln_cuda_sample(sampler, &call);
 }
 
+kiln_status kiln_score(kiln_sampler *sampler, const kiln_batch *batch,
+                       const kiln_sampling_params *params, const int32_t *targets,
+                       int32_t num_targets, const kiln_score_outputs *outputs, void *workspace,
+                       size_t workspace_size, kiln_stream stream)
+{
+    kiln_clear_error();
+    const int on_host = sampler && sampler->config.backend == KILN_BACKEND_CPU;
+    const kiln_score_args args = { targets, num_targets, outputs };
+    kiln_call call;
+    kiln_status st = kiln_validate_score(sampler, batch, params, &args, workspace, workspace_size,
+                                         stream, on_host, &call);
+    if (st)
+        return st;
+    if (on_host) {
+        kiln_cpu_sample(sampler, &call);
+        return KILN_SUCCESS;
+    }
+    return kiln_cuda_sample(sampler, &call);
+}
+
 kiln_status kiln_sample_hidden(kiln_sampler *sampler, const kiln_lm_head *head,
                                const kiln_batch *batch, const kiln_sampling_params *params,
                                const kiln_outputs *outputs, void *workspace, size_t workspace_size,

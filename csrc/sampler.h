@@ -29,6 +29,14 @@ typedef struct kiln_call {
     void *workspace;
     size_t workspace_size;
     kiln_stream stream;
+    /* kiln_score only (is_score): the targets [rows, num_targets] and their
+     * outputs; its top-N, entropy and valid outputs sit in `outputs`
+     * (raw_top_*, raw_entropy, valid), its tokens output is NULL. */
+    int is_score;
+    const int32_t *targets;
+    int32_t num_targets;
+    float *target_logprobs;
+    int32_t *target_ranks;
 } kiln_call;
 
 /* Every workspace is carved from an address rounded up to this, so callers

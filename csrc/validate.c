@@ -6,6 +6,8 @@
 
 #include "error.h"
 #include "shared/row_params.h"
+#include "validate_stages.h"
+#include "validate_util.h"
 
 /* ------------------------------------------------------------------ structs */
 
@@ -16,17 +18,21 @@
 /* Bounds H so that f32 sums of H products stay meaningful and every
  * hidden/weight extent fits 64-bit byte counts. */
 #define KILN_MAX_HIDDEN ((int64_t)1 << 20)
+/* Top-N outputs are selected per row in the workspace; this bounds it. */
+#define KILN_MAX_TOP_LOGPROBS 1024
 static const size_t config_sizes[] = {
     END(kiln_config, backend), END(kiln_config, device), END(kiln_config, max_batch),
     END(kiln_config, max_vocab), END(kiln_config, max_samples), END(kiln_config, max_history),
     END(kiln_config, num_threads), END(kiln_config, algorithm), END(kiln_config, max_hidden),
-    sizeof(kiln_config)
+    END(kiln_config, max_top_logprobs), sizeof(kiln_config)
 };
 static const size_t batch_sizes[] = {
     END(kiln_batch, dtype), END(kiln_batch, logits), END(kiln_batch, num_rows),
     END(kiln_batch, vocab_size), END(kiln_batch, row_stride), END(kiln_batch, num_samples),
     END(kiln_batch, history_offsets), END(kiln_batch, history_ids),
-    END(kiln_batch, prompt_lengths), sizeof(kiln_batch)
+    END(kiln_batch, prompt_lengths), END(kiln_batch, allowed_mask),
+    END(kiln_batch, allowed_mask_stride), END(kiln_batch, logit_bias_offsets),
+    END(kiln_batch, logit_bias_ids), END(kiln_batch, logit_bias_values), sizeof(kiln_batch)
 };
 static const size_t params_sizes[] = {
     END(kiln_sampling_params, temperature), END(kiln_sampling_params, temperature_all),
@@ -39,17 +45,29 @@ static const size_t params_sizes[] = {
     END(kiln_sampling_params, frequency_penalty),
     END(kiln_sampling_params, frequency_penalty_all), END(kiln_sampling_params, seed),
     END(kiln_sampling_params, seed_all), END(kiln_sampling_params, offset),
-    END(kiln_sampling_params, offset_all), sizeof(kiln_sampling_params)
+    END(kiln_sampling_params, offset_all), END(kiln_sampling_params, dynatemp_range),
+    END(kiln_sampling_params, dynatemp_range_all), END(kiln_sampling_params, dynatemp_exponent),
+    END(kiln_sampling_params, dynatemp_exponent_all), sizeof(kiln_sampling_params)
 };
 static const size_t outputs_sizes[] = {
     END(kiln_outputs, tokens), END(kiln_outputs, logprobs), END(kiln_outputs, raw_logprobs),
     END(kiln_outputs, probs), END(kiln_outputs, probs_row_stride),
-    END(kiln_outputs, kept_counts), END(kiln_outputs, valid), sizeof(kiln_outputs)
+    END(kiln_outputs, kept_counts), END(kiln_outputs, valid), END(kiln_outputs, num_top_logprobs),
+    END(kiln_outputs, raw_top_ids), END(kiln_outputs, raw_top_logprobs),
+    END(kiln_outputs, final_top_ids), END(kiln_outputs, final_top_logprobs),
+    END(kiln_outputs, raw_ranks), END(kiln_outputs, entropy), END(kiln_outputs, raw_entropy),
+    END(kiln_outputs, temperatures), sizeof(kiln_outputs)
 };
 static const size_t lm_head_sizes[] = {
     END(kiln_lm_head, dtype), END(kiln_lm_head, hidden), END(kiln_lm_head, hidden_size),
     END(kiln_lm_head, hidden_stride), END(kiln_lm_head, weight), END(kiln_lm_head, bias),
     END(kiln_lm_head, logits_dtype), sizeof(kiln_lm_head)
+};
+static const size_t score_outputs_sizes[] = {
+    END(kiln_score_outputs, logprobs), END(kiln_score_outputs, ranks),
+    END(kiln_score_outputs, num_top_logprobs), END(kiln_score_outputs, top_ids),
+    END(kiln_score_outputs, top_logprobs), END(kiln_score_outputs, entropy),
+    END(kiln_score_outputs, valid), sizeof(kiln_score_outputs)
 };
 #undef END
 
@@ -124,58 +142,15 @@ kiln_status kiln_validate_config(const kiln_config *in, kiln_config *out)
     if (out->num_threads > 4096)
         return kiln_fail(KILN_ERROR_INVALID_CONFIG, "config.num_threads = %d is over 4096",
                          out->num_threads);
+    if (out->max_top_logprobs < 0 || out->max_top_logprobs > KILN_MAX_TOP_LOGPROBS)
+        return kiln_fail(KILN_ERROR_INVALID_CONFIG,
+                         "config.max_top_logprobs = %d is outside [0, %d]",
+                         (int)out->max_top_logprobs, KILN_MAX_TOP_LOGPROBS);
     if (out->max_hidden < 0 || out->max_hidden > KILN_MAX_HIDDEN)
         return kiln_fail(KILN_ERROR_INVALID_CONFIG,
                          "config.max_hidden = %lld is outside [0, 2^20] (0: no "
                          "kiln_sample_hidden)",
                          (long long)out->max_hidden);
-    return KILN_SUCCESS;
-}
-
-/* ------------------------------------------------------------ buffer ranges */
-
-typedef struct region {
-    const char *name;
-    uintptr_t begin, end; /* [begin, end) bytes */
-    int is_output;
-} region;
-
-typedef struct region_list {
-    region r[32];
-    int n;
-} region_list;
-
-static void add_region(region_list *list, const char *name, const void *p, uint64_t bytes,
-                       int is_output)
-{
-    if (!p || bytes == 0)
-        return;
-    region *r = &list->r[list->n++];
-    r->name = name;
-    r->begin = (uintptr_t)p;
-    r->end = (uintptr_t)p + (uintptr_t)bytes;
-    r->is_output = is_output;
-}
-
-/* Outputs must not overlap anything; inputs may share memory with inputs. */
-static kiln_status check_overlaps(const region_list *list)
-{
-    for (int i = 0; i < list->n; ++i)
-        for (int j = i + 1; j < list->n; ++j) {
-            const region *a = &list->r[i], *b = &list->r[j];
-            if (!a->is_output && !b->is_output)
-                continue;
-            if (a->begin < b->end && b->begin < a->end)
-                return kiln_fail(KILN_ERROR_OVERLAP, "%s overlaps %s", a->name, b->name);
-        }
-    return KILN_SUCCESS;
-}
-
-static kiln_status check_aligned(const void *p, size_t align, const char *name)
-{
-    if ((uintptr_t)p % align)
-        return kiln_fail(KILN_ERROR_MISALIGNED, "%s = %p is not aligned to %zu bytes", name, p,
-                         align);
     return KILN_SUCCESS;
 }
 
@@ -190,6 +165,8 @@ static const char *field_name(kiln_field f)
     case KILN_FIELD_REPETITION_PENALTY: return "repetition_penalty";
     case KILN_FIELD_PRESENCE_PENALTY: return "presence_penalty";
     case KILN_FIELD_FREQUENCY_PENALTY: return "frequency_penalty";
+    case KILN_FIELD_DYNATEMP_RANGE: return "dynatemp_range";
+    case KILN_FIELD_DYNATEMP_EXPONENT: return "dynatemp_exponent";
     case KILN_FIELD_NONE: break;
     }
     return "?";
@@ -204,6 +181,8 @@ static const char *field_rule(kiln_field f)
     case KILN_FIELD_REPETITION_PENALTY: return "must be finite and > 0 (1 disables it)";
     case KILN_FIELD_PRESENCE_PENALTY: return "must be finite (0 disables it)";
     case KILN_FIELD_FREQUENCY_PENALTY: return "must be finite (0 disables it)";
+    case KILN_FIELD_DYNATEMP_RANGE: return "must be finite and >= 0 (0 disables dynatemp)";
+    case KILN_FIELD_DYNATEMP_EXPONENT: return "must be finite and > 0";
     case KILN_FIELD_NONE: break;
     }
     return "";
@@ -218,6 +197,8 @@ static float field_value(const kiln_row_params *r, kiln_field f)
     case KILN_FIELD_REPETITION_PENALTY: return r->repetition;
     case KILN_FIELD_PRESENCE_PENALTY: return r->presence;
     case KILN_FIELD_FREQUENCY_PENALTY: return r->frequency;
+    case KILN_FIELD_DYNATEMP_RANGE: return r->dynatemp_range;
+    case KILN_FIELD_DYNATEMP_EXPONENT: return r->dynatemp_exponent;
     case KILN_FIELD_NONE: break;
     }
     return 0.0f;
@@ -232,6 +213,8 @@ static const void *field_array(const kiln_sampling_params *p, kiln_field f)
     case KILN_FIELD_REPETITION_PENALTY: return p->repetition_penalty;
     case KILN_FIELD_PRESENCE_PENALTY: return p->presence_penalty;
     case KILN_FIELD_FREQUENCY_PENALTY: return p->frequency_penalty;
+    case KILN_FIELD_DYNATEMP_RANGE: return p->dynatemp_range;
+    case KILN_FIELD_DYNATEMP_EXPONENT: return p->dynatemp_exponent;
     case KILN_FIELD_NONE: break;
     }
     return NULL;
@@ -241,9 +224,9 @@ static kiln_status param_fault(const kiln_sampling_params *p, const kiln_row_par
                                kiln_field f, int64_t row)
 {
     if (field_array(p, f))
-        return kiln_fail(KILN_ERROR_INVALID_PARAMETER, "%s[%lld] = %g %s", field_name(f),
+        return kiln_fail(KILN_ERROR_INVALID_PARAMETER, "%s[%lld] = %.9g %s", field_name(f),
                          (long long)row, (double)field_value(r, f), field_rule(f));
-    return kiln_fail(KILN_ERROR_INVALID_PARAMETER, "%s_all = %g %s", field_name(f),
+    return kiln_fail(KILN_ERROR_INVALID_PARAMETER, "%s_all = %.9g %s", field_name(f),
                      (double)field_value(r, f), field_rule(f));
 }
 
@@ -259,10 +242,13 @@ static kiln_status check_scalars(const kiln_sampling_params *p)
     if (p->repetition_penalty) s.repetition_penalty_all = defaults.repetition_penalty_all;
     if (p->presence_penalty) s.presence_penalty_all = defaults.presence_penalty_all;
     if (p->frequency_penalty) s.frequency_penalty_all = defaults.frequency_penalty_all;
+    if (p->dynatemp_range) s.dynatemp_range_all = defaults.dynatemp_range_all;
+    if (p->dynatemp_exponent) s.dynatemp_exponent_all = defaults.dynatemp_exponent_all;
     /* Every array pointer is dropped before row 0 is read: on the CUDA
      * backend they are device pointers, which the host must never read. */
     s.temperature = NULL;
     s.top_p = s.min_p = s.repetition_penalty = s.presence_penalty = s.frequency_penalty = NULL;
+    s.dynatemp_range = s.dynatemp_exponent = NULL;
     s.top_k = NULL;
     s.seed = NULL;
     s.offset = NULL;
@@ -325,17 +311,22 @@ static kiln_status check_history(const kiln_batch *bt, int64_t max_history)
 
 /* --------------------------------------------------------------------- call */
 
-static size_t dtype_size(kiln_dtype d)
-{
-    return d == KILN_DTYPE_F32 ? 4 : 2;
-}
 
-#define CHECK(expr)                   \
-    do {                              \
-        kiln_status check_st = expr;  \
-        if (check_st != KILN_SUCCESS) \
-            return check_st;          \
-    } while (0)
+
+/* kiln_score's targets: ids in [0, V), or -1 for none. */
+static kiln_status check_targets(const kiln_batch *bt, const int32_t *targets, int32_t k)
+{
+    for (int64_t b = 0; b < bt->num_rows; ++b)
+        for (int32_t j = 0; j < k; ++j) {
+            const int32_t id = targets[b * k + j];
+            if (id < -1 || id >= bt->vocab_size)
+                return kiln_fail(KILN_ERROR_INVALID_PARAMETER,
+                                 "targets[%lld] = %d (row %lld) is outside [0, %lld) and not -1",
+                                 (long long)(b * k + j), (int)id, (long long)b,
+                                 (long long)bt->vocab_size);
+        }
+    return KILN_SUCCESS;
+}
 
 /* One kiln_sample call, or the sampling half of a kiln_sample_hidden call
  * when `head` (validated, full size) is given: then the logits live in the
@@ -345,15 +336,18 @@ static kiln_status validate_call(const kiln_sampler *sampler, const kiln_batch *
                                  const kiln_sampling_params *params,
                                  const kiln_outputs *outputs, void *workspace,
                                  size_t workspace_size, kiln_stream stream, int arrays_on_host,
-                                 const kiln_lm_head *head, kiln_call *call)
+                                 const kiln_lm_head *head, const kiln_score_args *score,
+                                 kiln_call *call)
 {
     if (!sampler)
         return kiln_fail(KILN_ERROR_NULL_POINTER, "sampler is NULL");
     if (!batch)
         return kiln_fail(KILN_ERROR_NULL_POINTER, "batch is NULL");
-    if (!params)
+    if (!params && !score)
         return kiln_fail(KILN_ERROR_NULL_POINTER, "params is NULL");
-    if (!outputs)
+    if (!outputs && !score)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "outputs is NULL");
+    if (score && !score->outputs)
         return kiln_fail(KILN_ERROR_NULL_POINTER, "outputs is NULL");
     const kiln_config *cfg = &sampler->config;
 
@@ -363,12 +357,33 @@ static kiln_status validate_call(const kiln_sampler *sampler, const kiln_batch *
     call->batch = bdef;
     call->params = pdef;
     call->outputs = odef;
+    call->is_score = score != NULL;
+    call->targets = NULL;
+    call->num_targets = 0;
+    call->target_logprobs = NULL;
+    call->target_ranks = NULL;
     CHECK(COPY_SIZED(&call->batch, batch, batch_sizes, "kiln_batch",
                      KILN_ERROR_INVALID_PARAMETER));
-    CHECK(COPY_SIZED(&call->params, params, params_sizes, "kiln_sampling_params",
-                     KILN_ERROR_INVALID_PARAMETER));
-    CHECK(COPY_SIZED(&call->outputs, outputs, outputs_sizes, "kiln_outputs",
-                     KILN_ERROR_INVALID_PARAMETER));
+    if (params)
+        CHECK(COPY_SIZED(&call->params, params, params_sizes, "kiln_sampling_params",
+                         KILN_ERROR_INVALID_PARAMETER));
+    if (score) {
+        kiln_score_outputs so = KILN_SCORE_OUTPUTS_INIT;
+        CHECK(COPY_SIZED(&so, score->outputs, score_outputs_sizes, "kiln_score_outputs",
+                         KILN_ERROR_INVALID_PARAMETER));
+        call->targets = score->targets;
+        call->num_targets = score->num_targets;
+        call->target_logprobs = so.logprobs;
+        call->target_ranks = so.ranks;
+        call->outputs.num_top_logprobs = so.num_top_logprobs;
+        call->outputs.raw_top_ids = so.top_ids;
+        call->outputs.raw_top_logprobs = so.top_logprobs;
+        call->outputs.raw_entropy = so.entropy;
+        call->outputs.valid = so.valid;
+    } else {
+        CHECK(COPY_SIZED(&call->outputs, outputs, outputs_sizes, "kiln_outputs",
+                         KILN_ERROR_INVALID_PARAMETER));
+    }
     call->workspace = workspace;
     call->workspace_size = workspace_size;
     call->stream = stream;
@@ -406,9 +421,18 @@ static kiln_status validate_call(const kiln_sampler *sampler, const kiln_batch *
         return kiln_fail(KILN_ERROR_INVALID_SHAPE,
                          "batch.num_samples = %d is outside [1, %d] (the sampler's max_samples)",
                          (int)bt->num_samples, (int)cfg->max_samples);
+    if (score && bt->num_samples != 1)
+        return kiln_fail(KILN_ERROR_INVALID_SHAPE,
+                         "batch.num_samples = %d must be 1 for kiln_score (it draws nothing)",
+                         (int)bt->num_samples);
+    if (score && (score->num_targets < 0 ||
+                  (uint64_t)score->num_targets > (uint64_t)(INT64_MAX / 4) / (uint64_t)bt->num_rows))
+        return kiln_fail(KILN_ERROR_INVALID_SHAPE,
+                         "num_targets = %d is outside [0, 2^63 / (rows * 4)]",
+                         (int)score->num_targets);
     if (bt->row_stride == 0)
         bt->row_stride = bt->vocab_size;
-    const size_t esize = dtype_size(bt->dtype);
+    const size_t esize = kiln_dtype_size(bt->dtype);
     if (bt->row_stride < bt->vocab_size ||
         bt->row_stride > (INT64_MAX / (int64_t)esize - bt->vocab_size) / bt->num_rows)
         return kiln_fail(KILN_ERROR_INVALID_SHAPE,
@@ -424,11 +448,17 @@ static kiln_status validate_call(const kiln_sampler *sampler, const kiln_batch *
                          "(rows * 4)]",
                          (long long)o->probs_row_stride, (long long)bt->vocab_size);
 
+    CHECK(kiln_validate_stage_inputs(bt));
+    CHECK(kiln_validate_stage_outputs(o, cfg));
+
     /* required pointers */
     if (!bt->logits && !head)
         return kiln_fail(KILN_ERROR_NULL_POINTER, "batch.logits is NULL");
-    if (!o->tokens)
+    if (!o->tokens && !score)
         return kiln_fail(KILN_ERROR_NULL_POINTER, "outputs.tokens is NULL");
+    if (score && score->num_targets > 0 && !score->targets)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "targets is NULL but num_targets = %d",
+                         (int)score->num_targets);
     if (bt->history_offsets && !bt->history_ids)
         return kiln_fail(KILN_ERROR_NULL_POINTER,
                          "batch.history_ids is NULL but batch.history_offsets is set");
@@ -451,7 +481,7 @@ static kiln_status validate_call(const kiln_sampler *sampler, const kiln_batch *
     /* alignment */
     CHECK(check_aligned(bt->logits, esize, "batch.logits"));
     if (head) {
-        const size_t hsize = dtype_size(head->dtype);
+        const size_t hsize = kiln_dtype_size(head->dtype);
         CHECK(check_aligned(head->hidden, hsize, "head.hidden"));
         CHECK(check_aligned(head->weight, hsize, "head.weight"));
         CHECK(check_aligned(head->bias, 4, "head.bias"));
@@ -468,15 +498,26 @@ static kiln_status validate_call(const kiln_sampler *sampler, const kiln_batch *
     CHECK(check_aligned(p->frequency_penalty, 4, "params.frequency_penalty"));
     CHECK(check_aligned(p->seed, 8, "params.seed"));
     CHECK(check_aligned(p->offset, 8, "params.offset"));
+    CHECK(check_aligned(p->dynatemp_range, 4, "params.dynatemp_range"));
+    CHECK(check_aligned(p->dynatemp_exponent, 4, "params.dynatemp_exponent"));
+    if (score) {
+        CHECK(check_aligned(score->targets, 4, "targets"));
+        CHECK(check_aligned(call->target_logprobs, 4, "outputs.logprobs"));
+        CHECK(check_aligned(call->target_ranks, 4, "outputs.ranks"));
+    }
     CHECK(check_aligned(o->tokens, 4, "outputs.tokens"));
     CHECK(check_aligned(o->logprobs, 4, "outputs.logprobs"));
     CHECK(check_aligned(o->raw_logprobs, 4, "outputs.raw_logprobs"));
     CHECK(check_aligned(o->probs, 4, "outputs.probs"));
     CHECK(check_aligned(o->kept_counts, 4, "outputs.kept_counts"));
 
-    /* History structure before anything is sized from it. */
+    /* History and bias structure before anything is sized from them. */
     if (arrays_on_host && bt->history_offsets)
         CHECK(check_history(bt, cfg->max_history));
+    if (arrays_on_host)
+        CHECK(kiln_validate_logit_bias_values(bt));
+    if (arrays_on_host && score && score->num_targets > 0)
+        CHECK(check_targets(bt, score->targets, score->num_targets));
 
     /* overlaps */
     const uint64_t rows = (uint64_t)bt->num_rows, draws = rows * (uint64_t)bt->num_samples;
@@ -487,7 +528,7 @@ static kiln_status validate_call(const kiln_sampler *sampler, const kiln_batch *
                    ((rows - 1) * (uint64_t)bt->row_stride + (uint64_t)bt->vocab_size) * esize,
                    0);
     if (head) {
-        const uint64_t hsize = dtype_size(head->dtype);
+        const uint64_t hsize = kiln_dtype_size(head->dtype);
         add_region(&list, "head.hidden", head->hidden,
                    ((rows - 1) * (uint64_t)head->hidden_stride + (uint64_t)head->hidden_size) *
                        hsize,
@@ -513,6 +554,15 @@ static kiln_status validate_call(const kiln_sampler *sampler, const kiln_batch *
     add_region(&list, "params.frequency_penalty", p->frequency_penalty, rows * 4, 0);
     add_region(&list, "params.seed", p->seed, rows * 8, 0);
     add_region(&list, "params.offset", p->offset, rows * 8, 0);
+    add_region(&list, "params.dynatemp_range", p->dynatemp_range, rows * 4, 0);
+    add_region(&list, "params.dynatemp_exponent", p->dynatemp_exponent, rows * 4, 0);
+    kiln_add_stage_regions(&list, bt, o, arrays_on_host);
+    if (score) {
+        const uint64_t cells = rows * (uint64_t)score->num_targets;
+        add_region(&list, "targets", score->targets, cells * 4, 0);
+        add_region(&list, "outputs.logprobs", call->target_logprobs, cells * 4, 1);
+        add_region(&list, "outputs.ranks", call->target_ranks, cells * 4, 1);
+    }
     add_region(&list, "outputs.tokens", o->tokens, draws * 4, 1);
     add_region(&list, "outputs.logprobs", o->logprobs, draws * 4, 1);
     add_region(&list, "outputs.raw_logprobs", o->raw_logprobs, draws * 4, 1);
@@ -537,7 +587,7 @@ kiln_status kiln_validate_call(const kiln_sampler *sampler, const kiln_batch *ba
                                int arrays_on_host, kiln_call *call)
 {
     return validate_call(sampler, batch, params, outputs, workspace, workspace_size, stream,
-                         arrays_on_host, NULL, call);
+                         arrays_on_host, NULL, NULL, call);
 }
 
 kiln_status kiln_validate_hidden(const kiln_sampler *sampler, const kiln_lm_head *head_in,
@@ -585,7 +635,16 @@ kiln_status kiln_validate_hidden(const kiln_sampler *sampler, const kiln_lm_head
                          "head.hidden_stride = %lld is outside [hidden_size = %lld, 2^31 - 1]",
                          (long long)head->hidden_stride, (long long)head->hidden_size);
     return validate_call(sampler, batch, params, outputs, workspace, workspace_size, stream,
-                         arrays_on_host, head, call);
+                         arrays_on_host, head, NULL, call);
+}
+
+kiln_status kiln_validate_score(const kiln_sampler *sampler, const kiln_batch *batch,
+                                const kiln_sampling_params *params, const kiln_score_args *score,
+                                void *workspace, size_t workspace_size, kiln_stream stream,
+                                int arrays_on_host, kiln_call *call)
+{
+    return validate_call(sampler, batch, params, NULL, workspace, workspace_size, stream,
+                         arrays_on_host, NULL, score, call);
 }
 
 kiln_status kiln_validate_best_of_n(const float *scores, int64_t num_groups, int32_t n,

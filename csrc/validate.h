@@ -26,6 +26,20 @@ kiln_status kiln_validate_hidden(const kiln_sampler *sampler, const kiln_lm_head
                                  size_t workspace_size, kiln_stream stream, int arrays_on_host,
                                  kiln_lm_head *head, kiln_call *call);
 
+/* kiln_score's own arguments. */
+typedef struct kiln_score_args {
+    const int32_t *targets;
+    int32_t num_targets;
+    const kiln_score_outputs *outputs;
+} kiln_score_args;
+
+/* Checks one kiln_score call (params may be NULL: no penalties) and fills
+ * `call` with is_score set. */
+kiln_status kiln_validate_score(const kiln_sampler *sampler, const kiln_batch *batch,
+                                const kiln_sampling_params *params, const kiln_score_args *score,
+                                void *workspace, size_t workspace_size, kiln_stream stream,
+                                int arrays_on_host, kiln_call *call);
+
 kiln_status kiln_validate_best_of_n(const float *scores, int64_t num_groups, int32_t n,
                                     const int32_t *best);
 

@@ -168,8 +168,32 @@ extern "C" void kiln_cuda_destroy(kiln_sampler *s)
     s->cuda = nullptr;
 }
 
+/* The stages of docs/semantics.md sections 1 (mask, bias), 15-18 that the
+ * CUDA kernels do not run yet: refused rather than ignored. */
+static const char *unsupported_stage(const kiln_call &call)
+{
+    const kiln_batch &bt = call.batch;
+    const kiln_sampling_params &p = call.params;
+    const kiln_outputs &o = call.outputs;
+    if (call.is_score)
+        return "kiln_score";
+    if (bt.allowed_mask)
+        return "batch.allowed_mask";
+    if (bt.logit_bias_offsets)
+        return "batch.logit_bias_*";
+    if (p.dynatemp_range || p.dynatemp_range_all > 0.0f)
+        return "dynatemp";
+    if (o.num_top_logprobs > 0 || o.raw_ranks || o.entropy || o.raw_entropy || o.temperatures)
+        return "top-N, rank, entropy or temperature outputs";
+    return nullptr;
+}
+
 extern "C" kiln_status kiln_cuda_sample(const kiln_sampler *s, const kiln_call *call)
 {
+    if (const char *what = unsupported_stage(*call))
+        return kiln_fail(KILN_ERROR_BACKEND_UNAVAILABLE,
+                         "%s: not yet implemented on the CUDA backend (use the CPU backend)",
+                         what);
     const cuda_state &st = *(const cuda_state *)s->cuda;
     const layout l = make_layout(s->config, st);
     char *ws = (char *)(((uintptr_t)call->workspace + KILN_WORKSPACE_ALIGN - 1) &

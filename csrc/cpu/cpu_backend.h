@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "../sampler.h"
+#include "../shared/entropy.h"
 #include "../shared/row_params.h"
 
 /* Worker threads the CPU backend uses for `requested` (0: OpenMP's default). */
@@ -68,6 +69,72 @@ kiln_cpu_cut kiln_cpu_radix_cut(const float *x, const uint32_t *ids, const uint6
  * passes ping-pong; on return *key and *id hold the sorted pairs. */
 void kiln_cpu_sort_desc(uint32_t **key, uint32_t **id, uint32_t **key_tmp, uint32_t **id_tmp,
                         size_t n);
+
+/* The logit edits before the penalties (cpu_logit_edits.c): tokens whose bit
+ * in `words` is clear become -inf; then x[ids[i]] += values[i] in order. */
+void kiln_cpu_apply_mask(float *x, const int32_t *words, int64_t n);
+void kiln_cpu_apply_logit_bias(float *x, const int32_t *ids, const float *values, int64_t n);
+
+/* The entropy sums of docs/semantics.md section 15 (cpu_entropy.c). */
+typedef struct kiln_cpu_entropy_sums {
+    uint64_t mass;      /* S */
+    int64_t count;      /* tokens with mass > 0 */
+    kiln_u128 exponent; /* E = sum w_i d_i */
+} kiln_cpu_entropy_sums;
+/* Over every token of x[0..n) at exp2 factor c. */
+kiln_cpu_entropy_sums kiln_cpu_entropy_all(const float *x, int64_t n, float m, float c);
+/* Over a kept set given as inclusive prefix sums of its masses, at ids[j]
+ * (ids == NULL: token j). */
+kiln_cpu_entropy_sums kiln_cpu_entropy_prefix(const float *x, const uint32_t *ids,
+                                              const uint64_t *prefix, int64_t n, float m, float c);
+
+/* The head of the canonical order and ranks in it (cpu_top_n.c). Writes the
+ * first min(want, V) tokens of x's canonical order to out, in order, and
+ * returns how many; cand, tmp_a and tmp_b hold V entries each. */
+size_t kiln_cpu_first_in_order(const float *x, int64_t V, size_t want, uint32_t *out,
+                               uint32_t *cand, kiln_cpu_list *tmp_a, kiln_cpu_list *tmp_b);
+/* ranks[j] = 1 + the tokens before tokens[j] in canonical order, tokens in
+ * [0, V); scratch_ids and scratch_counts hold min(n, V) entries. */
+void kiln_cpu_ranks(const float *x, int64_t V, const int32_t *tokens, int64_t n, int32_t *ranks,
+                    uint32_t *scratch_ids, uint64_t *scratch_counts);
+
+/* Scratch a row's later stages may use once its kept set is consumed: each
+ * array holds V entries (out_ids 2 V). */
+typedef struct kiln_cpu_work {
+    uint32_t *cand;
+    kiln_cpu_list *tmp_a, *tmp_b;
+    uint32_t *out_ids;
+} kiln_cpu_work;
+
+/* A valid row after its draws, as the stages of cpu_row_extras.c see it. */
+typedef struct kiln_cpu_row_state {
+    const float *x; /* penalised logits */
+    float max;
+    float temperature; /* the row's temperature (dynatemp applied); 0: greedy */
+    float exp2_factor; /* kiln_exp2_factor(temperature), when > 0 */
+    int64_t argmax;
+    /* the kept set (temperature > 0): inclusive prefix sums of its masses at
+     * kept_ids (NULL: token j), kept_n entries, kept_count tokens */
+    const uint32_t *kept_ids;
+    const uint64_t *kept_prefix;
+    int64_t kept_n, kept_count;
+    double log_s; /* kiln_log_mass of the kept mass */
+    /* raw (T = 1) sums when a stage computed them, else NULL */
+    const kiln_cpu_entropy_sums *raw;
+} kiln_cpu_row_state;
+
+/* The optional outputs of docs/semantics.md sections 15-17 for row b:
+ * top-N raw and final, raw ranks of the row's draws (read back from
+ * outputs.tokens), entropies, temperatures. The kept set in `st` is read
+ * first, then wk is used. */
+void kiln_cpu_write_extras(const kiln_call *c, int64_t b, const kiln_cpu_row_state *st,
+                           kiln_cpu_work *wk);
+/* The same outputs of an invalid row. */
+void kiln_cpu_write_invalid_extras(const kiln_call *c, int64_t b);
+
+/* One kiln_score row (cpu_score.c), valid, with max m and argmax. */
+void kiln_cpu_score_row(const kiln_call *c, int64_t b, const float *x, float m,
+                        kiln_cpu_work *wk);
 
 /* Applies the penalties of one row's history to its logits `x` in place.
  * `marks` is a V-entry array that must be all zero and is left all zero. */

@@ -97,7 +97,8 @@ static void write_invalid_row(const kiln_call *c, int64_t b)
     const kiln_outputs *o = &c->outputs;
     const int64_t n = c->batch.num_samples;
     for (int64_t j = 0; j < n; ++j) {
-        o->tokens[b * n + j] = -1;
+        if (o->tokens) /* NULL for kiln_score */
+            o->tokens[b * n + j] = -1;
         if (o->logprobs)
             o->logprobs[b * n + j] = quiet_nan();
         if (o->raw_logprobs)
@@ -109,10 +110,12 @@ static void write_invalid_row(const kiln_call *c, int64_t b)
         o->kept_counts[b] = 0;
     if (o->valid)
         o->valid[b] = 0;
+    kiln_cpu_write_invalid_extras(c, b);
 }
 
-/* The row as f32 with penalties applied; returns the input itself when it is
- * already f32 and no penalty changes it. */
+/* The row as f32 with the logit edits of docs/semantics.md section 1 (mask,
+ * bias, penalties) applied; returns the input itself when it is already f32
+ * and no edit changes it. */
 static const float *load_row(const kiln_call *c, int64_t b, const kiln_row_params *r,
                              scratch *sc)
 {
@@ -122,10 +125,13 @@ static const float *load_row(const kiln_call *c, int64_t b, const kiln_row_param
         bt->history_offsets ? bt->history_offsets[b + 1] - bt->history_offsets[b] : 0;
     const int penalised =
         hist_len > 0 && (r->repetition != 1.0f || r->presence != 0.0f || r->frequency != 0.0f);
+    const int64_t bias_len =
+        bt->logit_bias_offsets ? bt->logit_bias_offsets[b + 1] - bt->logit_bias_offsets[b] : 0;
+    const int edited = penalised || bias_len > 0 || bt->allowed_mask;
     float *x = sc->x;
     if (bt->dtype == KILN_DTYPE_F32) {
         const float *in = (const float *)bt->logits + b * bt->row_stride;
-        if (!penalised)
+        if (!edited)
             return in;
         memcpy(x, in, (size_t)V * sizeof(float));
     } else {
@@ -136,6 +142,13 @@ static const float *load_row(const kiln_call *c, int64_t b, const kiln_row_param
         else
             for (int64_t i = 0; i < V; ++i)
                 x[i] = kiln_bf16_to_f32(in[i]);
+    }
+    if (bt->allowed_mask)
+        kiln_cpu_apply_mask(x, bt->allowed_mask + b * bt->allowed_mask_stride, V);
+    if (bias_len > 0) {
+        const int64_t at = bt->logit_bias_offsets[b];
+        kiln_cpu_apply_logit_bias(x, bt->logit_bias_ids + at, bt->logit_bias_values + at,
+                                  bias_len);
     }
     if (penalised) {
         int64_t prompt = bt->prompt_lengths ? bt->prompt_lengths[b] : 0;
@@ -306,12 +319,20 @@ static int64_t upper_bound(const uint64_t *prefix, int64_t n, uint64_t r)
     return lo;
 }
 
+static kiln_cpu_work work_for(scratch *sc)
+{
+    kiln_cpu_work wk = { sc->cand, &sc->tmp[0], &sc->tmp[1], (uint32_t *)sc->w };
+    return wk;
+}
+
 static void write_greedy_row(const kiln_call *c, int64_t b, const float *x, float m,
-                             int64_t argmax)
+                             int64_t argmax, const kiln_cpu_entropy_sums *raw, scratch *sc)
 {
     const kiln_outputs *o = &c->outputs;
     const int64_t V = c->batch.vocab_size, n = c->batch.num_samples;
-    const double log_s1 = o->raw_logprobs ? kiln_log_mass(kiln_cpu_mass_sum(x, V, m, KILN_LOG2E_F)) : 0.0;
+    const double log_s1 =
+        !o->raw_logprobs ? 0.0
+        : kiln_log_mass(raw ? raw->mass : kiln_cpu_mass_sum(x, V, m, KILN_LOG2E_F));
     for (int64_t j = 0; j < n; ++j) {
         o->tokens[b * n + j] = (int32_t)argmax;
         if (o->logprobs)
@@ -328,6 +349,9 @@ static void write_greedy_row(const kiln_call *c, int64_t b, const float *x, floa
         o->kept_counts[b] = 1;
     if (o->valid)
         o->valid[b] = 1;
+    const kiln_cpu_row_state st = { x, m, 0.0f, 0.0f, argmax, NULL, NULL, 0, 1, 0.0, raw };
+    kiln_cpu_work wk = work_for(sc);
+    kiln_cpu_write_extras(c, b, &st, &wk);
 }
 
 static void sample_row(const kiln_sampler *s, const kiln_call *c, int64_t b, scratch *sc)
@@ -335,14 +359,11 @@ static void sample_row(const kiln_sampler *s, const kiln_call *c, int64_t b, scr
     const kiln_batch *bt = &c->batch;
     const kiln_outputs *o = &c->outputs;
     const int64_t V = bt->vocab_size, n = bt->num_samples;
-    const kiln_row_params r = kiln_row_params_at(&c->params, b);
+    kiln_row_params r = kiln_row_params_at(&c->params, b);
     const float *x = load_row(c, b, &r, sc);
 
     /* NaN sorts above +inf or below -inf in key order, so the key range
      * answers validity; the max logit is the first token with the top key. */
-    const int64_t k = kiln_effective_top_k(r.top_k, V);
-    const int top_k_select =
-        k < V && r.temperature != 0.0f && s->config.algorithm != KILN_ALGORITHM_SORT;
     uint32_t min_key, max_key;
     kiln_cpu_key_range(x, V, &min_key, &max_key);
     const uint32_t key_pos_inf = 0xFF800000u, key_neg_inf = 0x007FFFFFu;
@@ -355,10 +376,29 @@ static void sample_row(const kiln_sampler *s, const kiln_call *c, int64_t b, scr
     const float top = kiln_f32_from_bits(max_key & 0x80000000u ? max_key & 0x7FFFFFFFu : ~max_key);
     const int64_t argmax = kiln_cpu_find_first(x, V, top);
     const float m = x[argmax];
-    if (r.temperature == 0.0f) {
-        write_greedy_row(c, b, x, m, argmax);
+    if (c->is_score) {
+        kiln_cpu_work wk = work_for(sc);
+        kiln_cpu_score_row(c, b, x, m, &wk);
         return;
     }
+    /* The raw distribution's entropy sums, for dynatemp and raw_entropy
+     * (docs/semantics.md sections 15 and 16); they give S1 too. */
+    kiln_cpu_entropy_sums raw_sums;
+    const kiln_cpu_entropy_sums *raw = NULL;
+    if (kiln_dynatemp_on(&r) || o->raw_entropy) {
+        raw_sums = kiln_cpu_entropy_all(x, V, m, KILN_LOG2E_F);
+        raw = &raw_sums;
+        if (kiln_dynatemp_on(&r))
+            r.temperature =
+                kiln_dynatemp(r.temperature, r.dynatemp_range, r.dynatemp_exponent,
+                              kiln_entropy_nats(raw->mass, raw->exponent), raw->count);
+    }
+    if (r.temperature == 0.0f) {
+        write_greedy_row(c, b, x, m, argmax, raw, sc);
+        return;
+    }
+    const int64_t k = kiln_effective_top_k(r.top_k, V);
+    const int top_k_select = k < V && s->config.algorithm != KILN_ALGORITHM_SORT;
 
     const float cexp = kiln_exp2_factor(r.temperature);
     const uint64_t min_mass = r.min_p > 0.0f ? kiln_ceil_scale(r.min_p, KILN_MASS_ONE) : 0;
@@ -385,8 +425,8 @@ static void sample_row(const kiln_sampler *s, const kiln_call *c, int64_t b, scr
 
     double log_s1 = 0.0;
     if (o->raw_logprobs)
-        log_s1 = kiln_log_mass(cexp == KILN_LOG2E_F && have_total_all
-                                   ? total_all
+        log_s1 = kiln_log_mass(raw                                  ? raw->mass
+                               : cexp == KILN_LOG2E_F && have_total_all ? total_all
                                    : kiln_cpu_mass_sum(x, V, m, KILN_LOG2E_F));
     const double log_s = kiln_log_mass(ks.total);
     for (int64_t j = 0; j < n; ++j) {
@@ -414,6 +454,10 @@ static void sample_row(const kiln_sampler *s, const kiln_call *c, int64_t b, scr
         o->kept_counts[b] = (int32_t)ks.count;
     if (o->valid)
         o->valid[b] = 1;
+    const kiln_cpu_row_state st = { x,     m,         r.temperature, cexp,     argmax, ks.ids,
+                                    ks.prefix, ks.n, ks.count,    log_s, raw };
+    kiln_cpu_work wk = work_for(sc);
+    kiln_cpu_write_extras(c, b, &st, &wk);
 }
 
 void kiln_cpu_sample(const kiln_sampler *s, const kiln_call *c)

@@ -18,6 +18,8 @@ typedef struct kiln_row_params {
     float frequency;
     uint64_t seed;
     uint64_t offset;
+    float dynatemp_range;
+    float dynatemp_exponent;
 } kiln_row_params;
 
 /* The parameter that makes a row's values invalid; KILN_FIELD_NONE if none. */
@@ -28,7 +30,9 @@ typedef enum kiln_field {
     KILN_FIELD_MIN_P,
     KILN_FIELD_REPETITION_PENALTY,
     KILN_FIELD_PRESENCE_PENALTY,
-    KILN_FIELD_FREQUENCY_PENALTY
+    KILN_FIELD_FREQUENCY_PENALTY,
+    KILN_FIELD_DYNATEMP_RANGE,
+    KILN_FIELD_DYNATEMP_EXPONENT
 } kiln_field;
 
 KILN_HD kiln_row_params kiln_row_params_at(const kiln_sampling_params *p, int64_t row)
@@ -43,6 +47,9 @@ KILN_HD kiln_row_params kiln_row_params_at(const kiln_sampling_params *p, int64_
     r.frequency = p->frequency_penalty ? p->frequency_penalty[row] : p->frequency_penalty_all;
     r.seed = p->seed ? p->seed[row] : p->seed_all;
     r.offset = p->offset ? p->offset[row] : p->offset_all;
+    r.dynatemp_range = p->dynatemp_range ? p->dynatemp_range[row] : p->dynatemp_range_all;
+    r.dynatemp_exponent =
+        p->dynatemp_exponent ? p->dynatemp_exponent[row] : p->dynatemp_exponent_all;
     return r;
 }
 
@@ -66,7 +73,17 @@ KILN_HD kiln_field kiln_row_params_fault(const kiln_row_params *r)
         return KILN_FIELD_PRESENCE_PENALTY;
     if (!kiln_is_finite(r->frequency))
         return KILN_FIELD_FREQUENCY_PENALTY;
+    if (!kiln_fge(r->dynatemp_range, 0.0f) || !kiln_is_finite(r->dynatemp_range))
+        return KILN_FIELD_DYNATEMP_RANGE;
+    if (!kiln_fgt(r->dynatemp_exponent, 0.0f) || !kiln_is_finite(r->dynatemp_exponent))
+        return KILN_FIELD_DYNATEMP_EXPONENT;
     return KILN_FIELD_NONE;
+}
+
+/* dynatemp is on for the row (a range of -0 is off, like +0). */
+KILN_HD int kiln_dynatemp_on(const kiln_row_params *r)
+{
+    return kiln_fgt(r->dynatemp_range, 0.0f);
 }
 
 /* top-k as a count in [1, V]: k <= 0 or k >= V keep everything. */
