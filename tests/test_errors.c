@@ -480,7 +480,7 @@ Test(errors, bad_value_in_a_row)
             const float keep = a[rows[i]];
             a[rows[i]] = fc->value;
             char need[96];
-            snprintf(need, sizeof need, "%s[%d] = %g", fc->name, rows[i], (double)fc->value);
+            snprintf(need, sizeof need, "%s[%d] = %.9g", fc->name, rows[i], (double)fc->value);
             EXPECT(KILN_ERROR_INVALID_PARAMETER, need, NULL);
             a[rows[i]] = keep;
         }
@@ -497,7 +497,7 @@ Test(errors, bad_value_in_a_scalar)
         *arr = NULL;
         *sc = fc->value;
         char need[96];
-        snprintf(need, sizeof need, "%s_all = %g", fc->name, (double)fc->value);
+        snprintf(need, sizeof need, "%s_all = %.9g", fc->name, (double)fc->value);
         EXPECT(KILN_ERROR_INVALID_PARAMETER, need, NULL);
         /* With the array given, the bad scalar is not used: no error. */
         *arr = keep_arr;
