@@ -576,6 +576,13 @@ static void graph_case(kiln_algorithm alg, int64_t chunk_cap)
     device_call_load(&c, &first, stream);
     CUDA_OK(cudaStreamSynchronize(stream));
     free_batch(&first);
+    /* one direct call first, as a serving loop warms up: with lazy module
+     * loading (CUDA 12.2+'s default) the kernels load at their first launch,
+     * which should not be what the capture sees first */
+    cr_assert_eq(kiln_sample(gpu.sampler, &c.batch, &c.params, &c.out, gpu.workspace,
+                             gpu.workspace_size, (kiln_stream)stream),
+                 KILN_SUCCESS, "warm-up: %s", kiln_last_error());
+    CUDA_OK(cudaStreamSynchronize(stream));
     cudaGraph_t graph;
     cudaGraphExec_t exec;
     CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
