@@ -30,12 +30,17 @@ __global__ void curand_draws_kernel(const uint64_t *seeds, const uint64_t *offse
     if (i >= count)
         return;
     const uint64_t offset = offsets[i];
-    const bool high = offset >> 63;
     curandStatePhilox4_32_10_t st;
-    curand_init(seeds[i], draws[i], offset << 1, &st); /* 2 * offset mod 2^64 */
-    if (high) {                                          /* the missing 2^64 outputs */
-        skipahead(1ull << 63, &st);
-        skipahead(1ull << 63, &st);
+    if (offset >> 63 == 0) {
+        curand_init(seeds[i], draws[i], offset << 1, &st);
+    } else {
+        /* 2 * offset does not fit in 64 bits: start at output 0 and skip
+         * `offset` outputs twice (not libkiln's split into 2 * offset mod
+         * 2^64 and two skips of 2^63, so the two agree only if both are
+         * right; odd offsets also exercise skipahead's lane carry) */
+        curand_init(seeds[i], draws[i], 0, &st);
+        skipahead(offset, &st);
+        skipahead(offset, &st);
     }
     uint64_t hi = curand(&st);
     uint64_t lo = curand(&st);

@@ -19,9 +19,9 @@ int kt_curand_pairs(const uint64_t *seeds, const uint64_t *subsequences,
  * with seed `seeds[i]` and offset `offsets[i]`, computed the way the
  * section words it, through cuRAND's device API in this file's own kernel:
  * curand_init(seed, draw, 2 * offset) (for offset >= 2^63, where 2 * offset
- * does not fit in 64 bits: curand_init(seed, draw, 2 * offset - 2^64), then
- * skipahead(2^63) twice), then u = (curand() << 32) | curand(). Host arrays;
- * 0 on success, else the cudaError_t. */
+ * does not fit in 64 bits: curand_init(seed, draw, 0), then
+ * skipahead(offset) twice), then u = (curand() << 32) | curand(). Host
+ * arrays; 0 on success, else the cudaError_t. */
 int kt_curand_draw_u64(const uint64_t *seeds, const uint64_t *offsets, const uint64_t *draws,
                        int count, uint64_t *out);
 
