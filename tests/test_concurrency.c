@@ -475,9 +475,7 @@ static void *cuda_worker(void *arg)
 
 Test(concurrency, cuda_threads_own_streams_match_serial_cpu)
 {
-    const char *why = "";
-    if (!kt_have_cuda(&why))
-        cr_skip_test("no CUDA device: %s", why);
+    KT_REQUIRE_GPU();
 #ifdef CONC_HAVE_CUDART
     setup();
     for (int round = 0; round < ROUNDS; ++round) {
@@ -489,6 +487,6 @@ Test(concurrency, cuda_threads_own_streams_match_serial_cpu)
             THREADS, CALLS, ROUNDS);
     teardown();
 #else
-    cr_skip_test("built without the CUDA runtime headers");
+    KT_GPU_UNAVAILABLE("built without the CUDA runtime headers");
 #endif
 }

@@ -1089,6 +1089,10 @@ Test(config, cuda_backend)
     c.backend = KILN_BACKEND_CUDA;
     kiln_sampler *s = (kiln_sampler *)(uintptr_t)0x1234;
     kiln_status st = kiln_sampler_create(&c, &s);
+    /* on the GPU machine (scripts/gpu-check) the backend must be there */
+    if (kt_require_gpu())
+        cr_assert_eq(st, KILN_SUCCESS, "KILN_REQUIRE_GPU=1 but the CUDA backend is unavailable: %s",
+                     kiln_last_error());
     if (st == KILN_SUCCESS) {
         cr_assert(kt_have_cuda(NULL));
         kiln_backend be = KILN_BACKEND_CPU;

@@ -1,8 +1,11 @@
 /* The CUDA backend against the CPU backend, byte for byte, plus what only a
  * GPU has: CUDA-graph capture and replay, two streams from two host threads,
  * parameters that live in device memory, and cuRAND's own device API as the
- * reference for the draws. Every test skips with the reason when there is no
- * CUDA device (or kiln was built without CUDA). */
+ * reference for the draws of libkiln's real draw kernel. Every test skips
+ * with the reason when there is no CUDA device (or kiln was built without
+ * CUDA), and fails instead under KILN_REQUIRE_GPU=1 (scripts/gpu-check sets
+ * it on the GPU machine, where a skip would hide a broken setup). */
+#define _POSIX_C_SOURCE 200809L /* pthread barriers */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -13,6 +16,7 @@
 
 #include "device.h"
 #include "harness.h"
+#include "sampler.h" /* sort_chunk_rows_cap */
 #include "shared/philox.h"
 
 #ifdef KILN_TEST_HAVE_CUDART
@@ -22,12 +26,14 @@
 #include "gpu/curand_reference.h"
 #endif
 
-#define REQUIRE_GPU()                                      \
-    do {                                                   \
-        const char *why_ = "";                             \
-        if (!kt_have_cuda(&why_))                          \
-            cr_skip_test("no CUDA device to test: %s", why_); \
+#ifdef KILN_TEST_HAVE_CUDART
+#define CUDA_OK(call)                                                                    \
+    do {                                                                                 \
+        cudaError_t err_ = (call);                                                       \
+        cr_assert_eq(err_, cudaSuccess, "%s: %s (%s)", #call, cudaGetErrorName(err_),   \
+                     cudaGetErrorString(err_));                                          \
     } while (0)
+#endif
 
 /* ----------------------------------------------------------- test data */
 
@@ -111,6 +117,7 @@ static void fill_row(float *x, int64_t V, int64_t b, uint64_t seed)
 
 typedef struct batch_data {
     int64_t rows, vocab;
+    int64_t shift; /* row b has the shape and parameters of row b + shift */
     int32_t n;
     kiln_dtype dtype;
     void *logits;
@@ -123,17 +130,19 @@ typedef struct batch_data {
 
 /* Per-row parameters cycle through every filter alone and combined, with
  * edge values, so a batch mixes greedy, filtered and plain rows. */
-static batch_data make_batch(int64_t B, int64_t V, kiln_dtype dt, int32_t n, uint64_t seed)
+static batch_data make_batch_shifted(int64_t B, int64_t V, kiln_dtype dt, int32_t n,
+                                     uint64_t seed, int64_t shift)
 {
     batch_data d;
     memset(&d, 0, sizeof d);
+    d.shift = shift;
     d.rows = B;
     d.vocab = V;
     d.n = n;
     d.dtype = dt;
     float *x = malloc((size_t)(B * V) * 4);
     for (int64_t b = 0; b < B; ++b)
-        fill_row(x + b * V, V, b, seed);
+        fill_row(x + b * V, V, b + shift, seed);
     if (dt == KILN_DTYPE_F32) {
         d.logits = x;
     } else {
@@ -158,7 +167,7 @@ static batch_data make_batch(int64_t B, int64_t V, kiln_dtype dt, int32_t n, uin
     ks_rng rng = { seed };
     d.hist_off[0] = 0;
     for (int64_t b = 0; b < B; ++b) {
-        const int cfg = (int)((b * 7 + 3) % 13);
+        const int cfg = (int)(((b + shift) * 7 + 3) % 13);
         d.temperature[b] = 1.0f;
         d.top_k[b] = 0;
         d.top_p[b] = 1.0f;
@@ -178,7 +187,7 @@ static batch_data make_batch(int64_t B, int64_t V, kiln_dtype dt, int32_t n, uin
         case 12: d.temperature[b] = 1e4f; d.min_p[b] = 0.5f; break;
         default: break;
         }
-        const int penalised = b % 3 == 1;
+        const int penalised = (b + shift) % 3 == 1;
         d.repetition[b] = penalised ? 1.3f : 1.0f;
         d.presence[b] = penalised ? 0.5f : 0.0f;
         d.frequency[b] = penalised ? 0.25f : 0.0f;
@@ -191,6 +200,11 @@ static batch_data make_batch(int64_t B, int64_t V, kiln_dtype dt, int32_t n, uin
         d.offset[b] = (uint64_t)b * 3;
     }
     return d;
+}
+
+static batch_data make_batch(int64_t B, int64_t V, kiln_dtype dt, int32_t n, uint64_t seed)
+{
+    return make_batch_shifted(B, V, dt, n, seed, 0);
 }
 
 static void free_batch(batch_data *d)
@@ -239,10 +253,10 @@ static kt_sampler make_sampler_with(kiln_backend backend, kiln_algorithm alg, in
     cfg.max_history = 64;
     kt_sampler s = { NULL, NULL, 0, backend };
     cr_assert_eq(kiln_sampler_create(&cfg, &s.sampler), KILN_SUCCESS, "%s", kiln_last_error());
-    kiln_sampler_workspace_size(s.sampler, &s.workspace_size);
+    cr_assert_eq(kiln_sampler_workspace_size(s.sampler, &s.workspace_size), KILN_SUCCESS);
     s.workspace = backend == KILN_BACKEND_CPU ? malloc(s.workspace_size)
                                               : kt_device_alloc(s.workspace_size);
-    cr_assert_not_null(s.workspace);
+    cr_assert_not_null(s.workspace, "cannot allocate %zu bytes of workspace", s.workspace_size);
     return s;
 }
 
@@ -261,7 +275,8 @@ static void free_sampler(kt_sampler *s)
 }
 
 /* Names the first differing row and output, for a failure message. */
-static void first_difference(const kt_result *a, const kt_result *b, char *msg, size_t size)
+static void first_difference(const kt_result *a, const kt_result *b, int64_t shift, char *msg,
+                             size_t size)
 {
     for (int64_t r = 0; r < a->rows; ++r) {
         const size_t n = (size_t)a->n, V = (size_t)a->vocab;
@@ -279,17 +294,23 @@ static void first_difference(const kt_result *a, const kt_result *b, char *msg, 
         else if (a->valid[r] != b->valid[r])
             what = "valid";
         if (what) {
-            snprintf(msg, size, "row %lld (shape %lld, params %lld): %s differ (GPU token %d, CPU %d)",
-                     (long long)r, (long long)(r % 10), (long long)((r * 7 + 3) % 13), what,
-                     (int)a->tokens[r * n], (int)b->tokens[r * n]);
+            snprintf(msg, size,
+                     "row %lld (shape %lld, params %lld): %s differ (GPU token %d, CPU %d; "
+                     "kept %d / %d; valid %d / %d)",
+                     (long long)r, (long long)((r + shift) % 10),
+                     (long long)(((r + shift) * 7 + 3) % 13), what, (int)a->tokens[r * n],
+                     (int)b->tokens[r * n], (int)a->kept[r], (int)b->kept[r], (int)a->valid[r],
+                     (int)b->valid[r]);
             return;
         }
     }
     snprintf(msg, size, "no difference");
 }
 
-/* CPU == GPU select == GPU sort, every byte. */
-static void parity(int64_t B, int64_t V, kiln_dtype dt)
+/* CPU == GPU select == GPU sort, every byte. `chunk_cap` > 0 caps the rows
+ * per CUB segmented-sort call of the GPU sort sampler (csrc/sampler.h), so
+ * the chunked path, otherwise reached only when rows * V >= 2^31, runs. */
+static void parity_capped(int64_t B, int64_t V, kiln_dtype dt, int64_t chunk_cap)
 {
     const int32_t n = 3;
     batch_data d = make_batch(B, V, dt, n, (uint64_t)(B * 131 + V + dt));
@@ -298,16 +319,19 @@ static void parity(int64_t B, int64_t V, kiln_dtype dt)
     batch_views(&d, &b, &p);
     kt_sampler cpu = make_sampler(KILN_BACKEND_CPU, B, V, n);
     kt_result rc = kt_result_alloc(B, V, n), rg = kt_result_alloc(B, V, n);
-    cr_assert_eq(kt_sample(&cpu, &b, &p, &rc), KILN_SUCCESS, "CPU: %s", kiln_last_error());
+    cr_assert_eq(kt_sample(&cpu, &b, &p, &rc), KILN_SUCCESS, "CPU: %s", kt_error());
     static const kiln_algorithm algs[2] = { KILN_ALGORITHM_SELECT, KILN_ALGORITHM_SORT };
-    for (int a = 0; a < 2; ++a) {
+    for (int a = chunk_cap > 0 ? 1 : 0; a < 2; ++a) {
         kt_sampler gpu = make_sampler_with(KILN_BACKEND_CUDA, algs[a], B, V, n);
+        if (algs[a] == KILN_ALGORITHM_SORT)
+            gpu.sampler->sort_chunk_rows_cap = chunk_cap;
         kt_result_poison(&rg);
-        cr_assert_eq(kt_sample_device(&gpu, &b, &p, &rg), KILN_SUCCESS, "GPU: %s", kiln_last_error());
-        char msg[256];
-        first_difference(&rg, &rc, msg, sizeof msg);
-        cr_assert(kt_result_equal(&rg, &rc), "B=%lld V=%lld dtype=%d GPU %s: %s", (long long)B,
-                  (long long)V, (int)dt, a == 0 ? "select" : "sort", msg);
+        cr_assert_eq(kt_sample_device(&gpu, &b, &p, &rg), KILN_SUCCESS, "GPU: %s", kt_error());
+        char msg[320];
+        first_difference(&rg, &rc, 0, msg, sizeof msg);
+        cr_assert(kt_result_equal(&rg, &rc), "B=%lld V=%lld dtype=%d GPU %s (chunk cap %lld): %s",
+                  (long long)B, (long long)V, (int)dt, a == 0 ? "select" : "sort",
+                  (long long)chunk_cap, msg);
         free_sampler(&gpu);
     }
     kt_result_free(&rc);
@@ -316,13 +340,19 @@ static void parity(int64_t B, int64_t V, kiln_dtype dt)
     free_batch(&d);
 }
 
+static void parity(int64_t B, int64_t V, kiln_dtype dt)
+{
+    parity_capped(B, V, dt, 0);
+}
+
 /* ------------------------------------------------------------- parity */
 
 static const int64_t grid_rows[] = { 1, 7, 64, 257 };
 static const int64_t grid_vocab[] = { 2, 111, 32000, 128256, 151936, 262144 };
 
-/* KILN_GPU_GRID=small keeps the first two sizes of each list, for runs under
- * compute-sanitizer (which slows kernels by 10-100x). */
+/* KILN_GPU_GRID=small keeps the first two row counts and the first three
+ * vocabularies, for runs under compute-sanitizer (which slows kernels by
+ * 10-100x) and for the first, quick pass of scripts/gpu-check. */
 static void parity_grid(kiln_dtype dt)
 {
     const char *g = getenv("KILN_GPU_GRID");
@@ -337,7 +367,7 @@ static void parity_grid(kiln_dtype dt)
 #define PARITY_TEST(dt, name)                   \
     Test(gpu_parity, name, .timeout = 1200)     \
     {                                           \
-        REQUIRE_GPU();                          \
+        KT_REQUIRE_GPU();                       \
         parity_grid(dt);                        \
     }
 
@@ -345,9 +375,22 @@ PARITY_TEST(KILN_DTYPE_F32, f32_grid)
 PARITY_TEST(KILN_DTYPE_F16, f16_grid)
 PARITY_TEST(KILN_DTYPE_BF16, bf16_grid)
 
+/* The CUB sort in chunks: caps that divide the rows, that leave a short
+ * last chunk, and one row per chunk. */
+Test(gpu_parity, sort_in_chunks, .timeout = 600)
+{
+    KT_REQUIRE_GPU();
+    parity_capped(9, 111, KILN_DTYPE_F32, 1);
+    parity_capped(64, 32000, KILN_DTYPE_F32, 7);
+    parity_capped(64, 32000, KILN_DTYPE_BF16, 16);
+    const char *g = getenv("KILN_GPU_GRID");
+    if (!(g && strcmp(g, "small") == 0))
+        parity_capped(257, 151936, KILN_DTYPE_F16, 100);
+}
+
 Test(gpu_parity, many_draws_per_row, .timeout = 600)
 {
-    REQUIRE_GPU();
+    KT_REQUIRE_GPU();
     const int64_t B = 5, V = 50000;
     const int32_t n = 4096;
     batch_data d = make_batch(B, V, KILN_DTYPE_F32, n, 99);
@@ -357,10 +400,10 @@ Test(gpu_parity, many_draws_per_row, .timeout = 600)
     kt_sampler cpu = make_sampler(KILN_BACKEND_CPU, B, V, n);
     kt_sampler gpu = make_sampler(KILN_BACKEND_CUDA, B, V, n);
     kt_result rc = kt_result_alloc(B, V, n), rg = kt_result_alloc(B, V, n);
-    cr_assert_eq(kt_sample(&cpu, &b, &p, &rc), KILN_SUCCESS);
-    cr_assert_eq(kt_sample_device(&gpu, &b, &p, &rg), KILN_SUCCESS, "%s", kiln_last_error());
-    char msg[256];
-    first_difference(&rg, &rc, msg, sizeof msg);
+    cr_assert_eq(kt_sample(&cpu, &b, &p, &rc), KILN_SUCCESS, "%s", kt_error());
+    cr_assert_eq(kt_sample_device(&gpu, &b, &p, &rg), KILN_SUCCESS, "%s", kt_error());
+    char msg[320];
+    first_difference(&rg, &rc, 0, msg, sizeof msg);
     cr_assert(kt_result_equal(&rg, &rc), "%s", msg);
     kt_result_free(&rc);
     kt_result_free(&rg);
@@ -371,18 +414,7 @@ Test(gpu_parity, many_draws_per_row, .timeout = 600)
 
 #ifdef KILN_TEST_HAVE_CUDART
 
-/* ------------------------------------------------- device-resident data */
-
-typedef struct device_batch {
-    void *logits;
-    float *temperature, *top_p;
-    uint64_t *seed, *offset;
-    int32_t *tokens;
-    float *logprobs, *probs;
-    int32_t *kept;
-    uint8_t *valid;
-    void *workspace;
-} device_batch;
+/* ------------------------------------------------------------ CUDA graph */
 
 static void *dmalloc(size_t bytes)
 {
@@ -391,110 +423,249 @@ static void *dmalloc(size_t bytes)
     return p;
 }
 
-Test(gpu_graph, capture_and_replay_with_new_parameters, .timeout = 300)
+/* Every input and output of a call in device memory, at fixed addresses (a
+ * captured graph holds the pointers; a decode loop rewrites the contents). */
+typedef struct device_call {
+    int64_t rows, vocab;
+    int32_t n;
+    void *logits;
+    int64_t *hist_off;
+    int32_t *hist_ids, *prompt, *top_k;
+    float *temperature, *top_p, *min_p, *repetition, *presence, *frequency;
+    uint64_t *seed, *offset;
+    int32_t *tokens, *kept;
+    float *logprobs, *raw_logprobs, *probs;
+    uint8_t *valid;
+    kiln_batch batch;
+    kiln_sampling_params params;
+    kiln_outputs out;
+} device_call;
+
+static device_call device_call_alloc(int64_t B, int64_t V, int32_t n)
 {
-    REQUIRE_GPU();
-    const int64_t B = 64, V = 32000;
-    const int32_t n = 2;
-    float *x = malloc((size_t)(B * V) * 4);
-    for (int64_t b = 0; b < B; ++b)
-        ks_zipf(x + b * V, V, 500 + b);
-    kt_sampler gpu = make_sampler(KILN_BACKEND_CUDA, B, V, n);
-    device_batch d;
-    d.logits = dmalloc((size_t)(B * V) * 4);
-    d.temperature = dmalloc((size_t)B * 4);
-    d.top_p = dmalloc((size_t)B * 4);
-    d.seed = dmalloc((size_t)B * 8);
-    d.offset = dmalloc((size_t)B * 8);
-    d.tokens = dmalloc((size_t)(B * n) * 4);
-    d.logprobs = dmalloc((size_t)(B * n) * 4);
-    d.probs = dmalloc((size_t)(B * V) * 4);
-    d.kept = dmalloc((size_t)B * 4);
-    d.valid = dmalloc((size_t)B);
-    cudaMemcpy(d.logits, x, (size_t)(B * V) * 4, cudaMemcpyHostToDevice);
+    device_call c;
+    memset(&c, 0, sizeof c);
+    c.rows = B;
+    c.vocab = V;
+    c.n = n;
+    const size_t rows = (size_t)B, draws = (size_t)(B * n);
+    c.logits = dmalloc(rows * (size_t)V * 4);
+    c.hist_off = dmalloc((rows + 1) * 8);
+    c.hist_ids = dmalloc(rows * 24 * 4); /* make_batch's most */
+    c.prompt = dmalloc(rows * 4);
+    c.top_k = dmalloc(rows * 4);
+    c.temperature = dmalloc(rows * 4);
+    c.top_p = dmalloc(rows * 4);
+    c.min_p = dmalloc(rows * 4);
+    c.repetition = dmalloc(rows * 4);
+    c.presence = dmalloc(rows * 4);
+    c.frequency = dmalloc(rows * 4);
+    c.seed = dmalloc(rows * 8);
+    c.offset = dmalloc(rows * 8);
+    c.tokens = dmalloc(draws * 4);
+    c.logprobs = dmalloc(draws * 4);
+    c.raw_logprobs = dmalloc(draws * 4);
+    c.probs = dmalloc(rows * (size_t)V * 4);
+    c.kept = dmalloc(rows * 4);
+    c.valid = dmalloc(rows);
 
     kiln_batch b = KILN_BATCH_INIT;
-    b.logits = d.logits;
+    b.logits = c.logits;
     b.num_rows = B;
     b.vocab_size = V;
     b.num_samples = n;
+    b.history_offsets = c.hist_off;
+    b.history_ids = c.hist_ids;
+    b.prompt_lengths = c.prompt;
     kiln_sampling_params p = KILN_SAMPLING_PARAMS_INIT;
-    p.temperature = d.temperature;
-    p.top_p = d.top_p;
-    p.top_k_all = 40;
-    p.seed = d.seed;
-    p.offset = d.offset;
+    p.temperature = c.temperature;
+    p.top_k = c.top_k;
+    p.top_p = c.top_p;
+    p.min_p = c.min_p;
+    p.repetition_penalty = c.repetition;
+    p.presence_penalty = c.presence;
+    p.frequency_penalty = c.frequency;
+    p.seed = c.seed;
+    p.offset = c.offset;
     kiln_outputs o = KILN_OUTPUTS_INIT;
-    o.tokens = d.tokens;
-    o.logprobs = d.logprobs;
-    o.probs = d.probs;
-    o.kept_counts = d.kept;
-    o.valid = d.valid;
-
-    cudaStream_t stream;
-    cr_assert_eq(cudaStreamCreate(&stream), cudaSuccess);
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    cr_assert_eq(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), cudaSuccess);
-    kiln_status st = kiln_sample(gpu.sampler, &b, &p, &o, gpu.workspace, gpu.workspace_size,
-                                 (kiln_stream)stream);
-    cr_assert_eq(cudaStreamEndCapture(stream, &graph), cudaSuccess,
-                 "the sampling call is not capturable");
-    cr_assert_eq(st, KILN_SUCCESS, "%s", kiln_last_error());
-    cr_assert_eq(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
-
-    kt_result via_graph = kt_result_alloc(B, V, n), direct = kt_result_alloc(B, V, n);
-    float temperature[64], top_p[64];
-    uint64_t seed[64], offset[64];
-    for (int step = 0; step < 4; ++step) {
-        for (int64_t r = 0; r < B; ++r) {
-            temperature[r] = 0.5f + 0.1f * (float)((r + step) % 7);
-            top_p[r] = step % 2 ? 0.9f : 1.0f;
-            seed[r] = 1000 + (uint64_t)r;
-            offset[r] = (uint64_t)step; /* a decode loop advances the offset */
-        }
-        cudaMemcpyAsync(d.temperature, temperature, sizeof temperature, cudaMemcpyHostToDevice, stream);
-        cudaMemcpyAsync(d.top_p, top_p, sizeof top_p, cudaMemcpyHostToDevice, stream);
-        cudaMemcpyAsync(d.seed, seed, sizeof seed, cudaMemcpyHostToDevice, stream);
-        cudaMemcpyAsync(d.offset, offset, sizeof offset, cudaMemcpyHostToDevice, stream);
-        cr_assert_eq(cudaGraphLaunch(exec, stream), cudaSuccess);
-        cudaStreamSynchronize(stream);
-        cudaMemcpy(via_graph.tokens, d.tokens, (size_t)(B * n) * 4, cudaMemcpyDeviceToHost);
-        cudaMemcpy(via_graph.probs, d.probs, (size_t)(B * V) * 4, cudaMemcpyDeviceToHost);
-        cudaMemcpy(via_graph.logprobs, d.logprobs, (size_t)(B * n) * 4, cudaMemcpyDeviceToHost);
-        cudaMemset(d.tokens, 0xFF, (size_t)(B * n) * 4);
-        cr_assert_eq(kiln_sample(gpu.sampler, &b, &p, &o, gpu.workspace, gpu.workspace_size,
-                                 (kiln_stream)stream),
-                     KILN_SUCCESS);
-        cudaStreamSynchronize(stream);
-        cudaMemcpy(direct.tokens, d.tokens, (size_t)(B * n) * 4, cudaMemcpyDeviceToHost);
-        cudaMemcpy(direct.probs, d.probs, (size_t)(B * V) * 4, cudaMemcpyDeviceToHost);
-        cudaMemcpy(direct.logprobs, d.logprobs, (size_t)(B * n) * 4, cudaMemcpyDeviceToHost);
-        cr_assert(memcmp(via_graph.tokens, direct.tokens, (size_t)(B * n) * 4) == 0,
-                  "step %d: graph replay tokens differ from a direct call", step);
-        cr_assert(memcmp(via_graph.probs, direct.probs, (size_t)(B * V) * 4) == 0);
-        cr_assert(memcmp(via_graph.logprobs, direct.logprobs, (size_t)(B * n) * 4) == 0);
-    }
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
-    cudaStreamDestroy(stream);
-    void *all[] = { d.logits, d.temperature, d.top_p, d.seed, d.offset, d.tokens,
-                    d.logprobs, d.probs, d.kept, d.valid };
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; ++i)
-        kt_device_free(all[i]);
-    kt_result_free(&via_graph);
-    kt_result_free(&direct);
-    free_sampler(&gpu);
-    free(x);
+    o.tokens = c.tokens;
+    o.logprobs = c.logprobs;
+    o.raw_logprobs = c.raw_logprobs;
+    o.probs = c.probs;
+    o.kept_counts = c.kept;
+    o.valid = c.valid;
+    c.batch = b;
+    c.params = p;
+    c.out = o;
+    return c;
 }
 
-/* Two host threads, each with its own sampler and stream, sampling at once;
- * every result must equal the CPU's. */
+static void device_call_free(device_call *c)
+{
+    void *all[] = { c->logits, c->hist_off, c->hist_ids, c->prompt, c->top_k, c->temperature,
+                    c->top_p, c->min_p, c->repetition, c->presence, c->frequency, c->seed,
+                    c->offset, c->tokens, c->logprobs, c->raw_logprobs, c->probs, c->kept,
+                    c->valid };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; ++i)
+        CUDA_OK(cudaFree(all[i]));
+}
+
+/* New contents for every input (f32 logits), then every output poisoned. */
+static void device_call_load(device_call *c, const batch_data *d, cudaStream_t s)
+{
+    const size_t rows = (size_t)c->rows;
+    cr_assert_eq(d->rows, c->rows);
+    cr_assert_eq(d->dtype, KILN_DTYPE_F32);
+    cr_assert_leq(d->hist_off[d->rows], (int64_t)rows * 24);
+    CUDA_OK(cudaMemcpyAsync(c->logits, d->logits, rows * (size_t)c->vocab * 4,
+                            cudaMemcpyHostToDevice, s));
+    CUDA_OK(cudaMemcpyAsync(c->hist_off, d->hist_off, (rows + 1) * 8, cudaMemcpyHostToDevice, s));
+    CUDA_OK(cudaMemcpyAsync(c->hist_ids, d->hist_ids, (size_t)d->hist_off[d->rows] * 4 + 4,
+                            cudaMemcpyHostToDevice, s));
+    CUDA_OK(cudaMemcpyAsync(c->prompt, d->prompt, rows * 4, cudaMemcpyHostToDevice, s));
+    CUDA_OK(cudaMemcpyAsync(c->top_k, d->top_k, rows * 4, cudaMemcpyHostToDevice, s));
+    CUDA_OK(cudaMemcpyAsync(c->temperature, d->temperature, rows * 4, cudaMemcpyHostToDevice, s));
+    CUDA_OK(cudaMemcpyAsync(c->top_p, d->top_p, rows * 4, cudaMemcpyHostToDevice, s));
+    CUDA_OK(cudaMemcpyAsync(c->min_p, d->min_p, rows * 4, cudaMemcpyHostToDevice, s));
+    CUDA_OK(cudaMemcpyAsync(c->repetition, d->repetition, rows * 4, cudaMemcpyHostToDevice, s));
+    CUDA_OK(cudaMemcpyAsync(c->presence, d->presence, rows * 4, cudaMemcpyHostToDevice, s));
+    CUDA_OK(cudaMemcpyAsync(c->frequency, d->frequency, rows * 4, cudaMemcpyHostToDevice, s));
+    CUDA_OK(cudaMemcpyAsync(c->seed, d->seed, rows * 8, cudaMemcpyHostToDevice, s));
+    CUDA_OK(cudaMemcpyAsync(c->offset, d->offset, rows * 8, cudaMemcpyHostToDevice, s));
+    const size_t draws = rows * (size_t)c->n;
+    CUDA_OK(cudaMemsetAsync(c->tokens, 0xA5, draws * 4, s));
+    CUDA_OK(cudaMemsetAsync(c->logprobs, 0xA5, draws * 4, s));
+    CUDA_OK(cudaMemsetAsync(c->raw_logprobs, 0xA5, draws * 4, s));
+    CUDA_OK(cudaMemsetAsync(c->probs, 0xA5, rows * (size_t)c->vocab * 4, s));
+    CUDA_OK(cudaMemsetAsync(c->kept, 0xA5, rows * 4, s));
+    CUDA_OK(cudaMemsetAsync(c->valid, 0xA5, rows, s));
+}
+
+static void device_call_fetch(const device_call *c, kt_result *r, cudaStream_t s)
+{
+    const size_t rows = (size_t)c->rows, draws = rows * (size_t)c->n;
+    kt_result_poison(r);
+    CUDA_OK(cudaMemcpyAsync(r->tokens, c->tokens, draws * 4, cudaMemcpyDeviceToHost, s));
+    CUDA_OK(cudaMemcpyAsync(r->logprobs, c->logprobs, draws * 4, cudaMemcpyDeviceToHost, s));
+    CUDA_OK(cudaMemcpyAsync(r->raw_logprobs, c->raw_logprobs, draws * 4, cudaMemcpyDeviceToHost, s));
+    CUDA_OK(cudaMemcpyAsync(r->probs, c->probs, rows * (size_t)c->vocab * 4,
+                            cudaMemcpyDeviceToHost, s));
+    CUDA_OK(cudaMemcpyAsync(r->kept, c->kept, rows * 4, cudaMemcpyDeviceToHost, s));
+    CUDA_OK(cudaMemcpyAsync(r->valid, c->valid, rows, cudaMemcpyDeviceToHost, s));
+    CUDA_OK(cudaStreamSynchronize(s));
+}
+
+/* One graph, captured once, replayed as a decode loop would: every step
+ * writes new logits, histories, per-row parameters, seeds and offsets into
+ * the same device buffers, poisons every output, replays, and every output
+ * must equal the CPU backend's for that step's inputs; a direct (uncaptured)
+ * call on the same buffers must too. */
+static void graph_case(kiln_algorithm alg, int64_t chunk_cap)
+{
+    const int64_t B = 64, V = 32000;
+    const int32_t n = 2;
+    kt_sampler gpu = make_sampler_with(KILN_BACKEND_CUDA, alg, B, V, n);
+    gpu.sampler->sort_chunk_rows_cap = chunk_cap;
+    kt_sampler cpu = make_sampler(KILN_BACKEND_CPU, B, V, n);
+    device_call c = device_call_alloc(B, V, n);
+    cudaStream_t stream;
+    CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+
+    /* capture with the first step's contents in place (they do not matter) */
+    batch_data first = make_batch_shifted(B, V, KILN_DTYPE_F32, n, 4000, 0);
+    device_call_load(&c, &first, stream);
+    CUDA_OK(cudaStreamSynchronize(stream));
+    free_batch(&first);
+    /* one direct call first, as a serving loop warms up: with lazy module
+     * loading (CUDA 12.2+'s default) the kernels load at their first launch,
+     * which should not be what the capture sees first */
+    cr_assert_eq(kiln_sample(gpu.sampler, &c.batch, &c.params, &c.out, gpu.workspace,
+                             gpu.workspace_size, (kiln_stream)stream),
+                 KILN_SUCCESS, "warm-up: %s", kiln_last_error());
+    CUDA_OK(cudaStreamSynchronize(stream));
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    kiln_status st = kiln_sample(gpu.sampler, &c.batch, &c.params, &c.out, gpu.workspace,
+                                 gpu.workspace_size, (kiln_stream)stream);
+    cudaError_t end = cudaStreamEndCapture(stream, &graph);
+    cr_assert_eq(st, KILN_SUCCESS, "kiln_sample under capture: %s", kiln_last_error());
+    cr_assert_eq(end, cudaSuccess, "the sampling call is not capturable: %s",
+                 cudaGetErrorString(end));
+    CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+
+    kt_result via_graph = kt_result_alloc(B, V, n), direct = kt_result_alloc(B, V, n),
+              want = kt_result_alloc(B, V, n);
+    for (int step = 0; step < 5; ++step) {
+        /* the shift moves every row's shape and parameters; seeds and
+         * offsets are new; step 3 puts offsets past 2^63 */
+        batch_data d = make_batch_shifted(B, V, KILN_DTYPE_F32, n, 5000 + (uint64_t)step,
+                                          step * 3);
+        for (int64_t r = 0; r < B; ++r) {
+            d.offset[r] += (uint64_t)step * 1000;
+            if (step == 3)
+                d.offset[r] |= (uint64_t)1 << 63;
+        }
+        kiln_batch hb;
+        kiln_sampling_params hp;
+        batch_views(&d, &hb, &hp);
+        kt_result_poison(&want);
+        cr_assert_eq(kt_sample(&cpu, &hb, &hp, &want), KILN_SUCCESS, "CPU: %s", kt_error());
+        char msg[320];
+
+        device_call_load(&c, &d, stream);
+        CUDA_OK(cudaGraphLaunch(exec, stream));
+        device_call_fetch(&c, &via_graph, stream);
+        first_difference(&via_graph, &want, d.shift, msg, sizeof msg);
+        cr_assert(kt_result_equal(&via_graph, &want), "%s, step %d, graph replay vs CPU: %s",
+                  alg == KILN_ALGORITHM_SORT ? "sort" : "auto", step, msg);
+
+        device_call_load(&c, &d, stream);
+        cr_assert_eq(kiln_sample(gpu.sampler, &c.batch, &c.params, &c.out, gpu.workspace,
+                                 gpu.workspace_size, (kiln_stream)stream),
+                     KILN_SUCCESS, "%s", kiln_last_error());
+        CUDA_OK(cudaGetLastError());
+        device_call_fetch(&c, &direct, stream);
+        first_difference(&direct, &want, d.shift, msg, sizeof msg);
+        cr_assert(kt_result_equal(&direct, &want), "%s, step %d, direct call vs CPU: %s",
+                  alg == KILN_ALGORITHM_SORT ? "sort" : "auto", step, msg);
+        free_batch(&d);
+    }
+    CUDA_OK(cudaGraphExecDestroy(exec));
+    CUDA_OK(cudaGraphDestroy(graph));
+    CUDA_OK(cudaStreamDestroy(stream));
+    device_call_free(&c);
+    kt_result_free(&via_graph);
+    kt_result_free(&direct);
+    kt_result_free(&want);
+    free_sampler(&gpu);
+    free_sampler(&cpu);
+}
+
+Test(gpu_graph, capture_and_replay_with_new_parameters, .timeout = 300)
+{
+    KT_REQUIRE_GPU();
+    graph_case(KILN_ALGORITHM_AUTO, 0);
+}
+
+Test(gpu_graph, sort_in_chunks_capture_and_replay, .timeout = 300)
+{
+    KT_REQUIRE_GPU();
+    graph_case(KILN_ALGORITHM_SORT, 16); /* 4 CUB calls inside the graph */
+}
+
+/* ----------------------------------------------------------- concurrency */
+
+/* Two host threads, each with its own sampler and its own non-blocking
+ * stream, sampling at once (a barrier starts them together; nothing in the
+ * loop touches the NULL stream or synchronises the device); every result
+ * must equal the CPU's. */
 typedef struct worker {
     batch_data *data;
     kt_result *expect;
+    pthread_barrier_t *start;
     int ok;
-    char msg[256];
+    char msg[320];
 } worker;
 
 static void *work(void *arg)
@@ -507,34 +678,56 @@ static void *work(void *arg)
     cfg.max_samples = w->data->n;
     cfg.max_history = 64;
     kiln_sampler *s = NULL;
-    w->ok = kiln_sampler_create(&cfg, &s) == KILN_SUCCESS;
+    cudaStream_t stream = NULL;
     size_t bytes = 0;
-    kiln_sampler_workspace_size(s, &bytes);
-    kt_sampler ks = { s, kt_device_alloc(bytes), bytes, KILN_BACKEND_CUDA };
+    void *ws = NULL;
+    cudaError_t err = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+    kiln_status st = kiln_sampler_create(&cfg, &s);
+    if (st == KILN_SUCCESS)
+        st = kiln_sampler_workspace_size(s, &bytes);
+    if (err == cudaSuccess && st == KILN_SUCCESS)
+        err = cudaMalloc(&ws, bytes ? bytes : 1);
+    w->ok = err == cudaSuccess && st == KILN_SUCCESS;
+    if (!w->ok)
+        snprintf(w->msg, sizeof w->msg, "setup: %s / %s (%s)", kiln_status_string(st),
+                 cudaGetErrorString(err), kiln_last_error());
+    kt_sampler ks = { s, ws, bytes, KILN_BACKEND_CUDA };
     kiln_batch b;
     kiln_sampling_params p;
     batch_views(w->data, &b, &p);
     kt_result r = kt_result_alloc(w->data->rows, w->data->vocab, w->data->n);
+    pthread_barrier_wait(w->start);
     for (int it = 0; it < 10 && w->ok; ++it) {
         kt_result_poison(&r);
-        w->ok = kt_sample_device(&ks, &b, &p, &r) == KILN_SUCCESS && kt_result_equal(&r, w->expect);
-        if (!w->ok)
-            first_difference(&r, w->expect, w->msg, sizeof w->msg);
+        st = kt_sample_device_on(&ks, &b, &p, &r, (kiln_stream)stream);
+        if (st != KILN_SUCCESS) {
+            snprintf(w->msg, sizeof w->msg, "call %d: %s: %s", it, kiln_status_string(st),
+                     kt_error());
+            w->ok = 0;
+        } else if (!kt_result_equal(&r, w->expect)) {
+            first_difference(&r, w->expect, 0, w->msg, sizeof w->msg);
+            w->ok = 0;
+        }
     }
     kt_result_free(&r);
-    kt_device_free(ks.workspace);
+    if (ws)
+        cudaFree(ws);
+    if (stream)
+        cudaStreamDestroy(stream);
     kiln_sampler_destroy(s);
     return NULL;
 }
 
 Test(gpu_concurrency, two_threads_two_samplers, .timeout = 300)
 {
-    REQUIRE_GPU();
+    KT_REQUIRE_GPU();
     batch_data d[2] = { make_batch(33, 20000, KILN_DTYPE_F32, 2, 1),
                         make_batch(17, 50000, KILN_DTYPE_BF16, 2, 2) };
     kt_result expect[2];
     worker w[2];
     pthread_t t[2];
+    pthread_barrier_t start;
+    cr_assert_eq(pthread_barrier_init(&start, NULL, 2), 0);
     for (int i = 0; i < 2; ++i) {
         kt_sampler cpu = make_sampler(KILN_BACKEND_CPU, d[i].rows, d[i].vocab, d[i].n);
         kiln_batch b;
@@ -545,12 +738,14 @@ Test(gpu_concurrency, two_threads_two_samplers, .timeout = 300)
         free_sampler(&cpu);
         w[i].data = &d[i];
         w[i].expect = &expect[i];
+        w[i].start = &start;
         w[i].msg[0] = 0;
     }
     for (int i = 0; i < 2; ++i)
-        pthread_create(&t[i], NULL, work, &w[i]);
+        cr_assert_eq(pthread_create(&t[i], NULL, work, &w[i]), 0);
     for (int i = 0; i < 2; ++i)
         pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&start);
     for (int i = 0; i < 2; ++i) {
         cr_assert(w[i].ok, "thread %d: %s", i, w[i].msg);
         kt_result_free(&expect[i]);
@@ -563,7 +758,7 @@ Test(gpu_concurrency, two_threads_two_samplers, .timeout = 300)
  * untouched. */
 Test(gpu_validation, bad_device_parameters_make_rows_invalid, .timeout = 120)
 {
-    REQUIRE_GPU();
+    KT_REQUIRE_GPU();
     batch_data d = make_batch(10, 3000, KILN_DTYPE_F32, 2, 5);
     /* make every row valid first (no NaN/inf shapes) */
     for (int64_t b = 0; b < d.rows; ++b)
@@ -578,7 +773,7 @@ Test(gpu_validation, bad_device_parameters_make_rows_invalid, .timeout = 120)
     d.top_p[3] = 1.5f;
     d.temperature[5] = NAN;
     d.hist_ids[d.hist_off[7]] = (int32_t)d.vocab; /* row 7 has a history (7 % 3 == 1) */
-    cr_assert_eq(kt_sample_device(&gpu, &b, &p, &rg), KILN_SUCCESS, "%s", kiln_last_error());
+    cr_assert_eq(kt_sample_device(&gpu, &b, &p, &rg), KILN_SUCCESS, "%s", kt_error());
     for (int64_t r = 0; r < d.rows; ++r) {
         if (r == 3 || r == 5 || r == 7) {
             cr_assert_eq(rg.valid[r], 0, "row %lld should be invalid", (long long)r);
@@ -600,12 +795,12 @@ Test(gpu_validation, bad_device_parameters_make_rows_invalid, .timeout = 120)
  * half-precision elements apart (about 4.3 GB). */
 Test(gpu_indexing, row_offsets_beyond_32_bits, .timeout = 300)
 {
-    REQUIRE_GPU();
+    KT_REQUIRE_GPU();
     const int64_t V = 1000, stride = ((int64_t)1 << 30) + 7, B = 3;
     const size_t elems = (size_t)((B - 1) * stride + V);
     uint16_t *d_logits = kt_device_alloc(elems * 2);
     if (!d_logits)
-        cr_skip_test("cannot allocate %zu bytes on the device", elems * 2);
+        KT_GPU_UNAVAILABLE("cannot allocate %zu bytes on the device", elems * 2);
     float x[1000];
     uint16_t h[1000];
     kt_result rc = kt_result_alloc(B, V, 1), rg = kt_result_alloc(B, V, 1);
@@ -615,7 +810,7 @@ Test(gpu_indexing, row_offsets_beyond_32_bits, .timeout = 300)
         for (int64_t i = 0; i < V; ++i)
             h[i] = f32_to_bf16(x[i]);
         memcpy(packed + b * V, h, sizeof h);
-        cudaMemcpy(d_logits + b * stride, h, sizeof h, cudaMemcpyHostToDevice);
+        CUDA_OK(cudaMemcpy(d_logits + b * stride, h, sizeof h, cudaMemcpyHostToDevice));
     }
     kt_sampler cpu = make_sampler(KILN_BACKEND_CPU, B, V, 1);
     kiln_batch bp = KILN_BATCH_INIT;
@@ -634,13 +829,16 @@ Test(gpu_indexing, row_offsets_beyond_32_bits, .timeout = 300)
     bg.row_stride = stride;
     int32_t *d_tok = dmalloc((size_t)B * 4);
     float *d_probs = dmalloc((size_t)(B * V) * 4);
+    CUDA_OK(cudaMemset(d_tok, 0xA5, (size_t)B * 4));
+    CUDA_OK(cudaMemset(d_probs, 0xA5, (size_t)(B * V) * 4));
     kiln_outputs o = KILN_OUTPUTS_INIT;
     o.tokens = d_tok;
     o.probs = d_probs;
     cr_assert_eq(kiln_sample(gpu.sampler, &bg, &p, &o, gpu.workspace, gpu.workspace_size, NULL),
                  KILN_SUCCESS, "%s", kiln_last_error());
-    cudaMemcpy(rg.tokens, d_tok, (size_t)B * 4, cudaMemcpyDeviceToHost);
-    cudaMemcpy(rg.probs, d_probs, (size_t)(B * V) * 4, cudaMemcpyDeviceToHost);
+    CUDA_OK(cudaGetLastError());
+    CUDA_OK(cudaMemcpy(rg.tokens, d_tok, (size_t)B * 4, cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(rg.probs, d_probs, (size_t)(B * V) * 4, cudaMemcpyDeviceToHost));
     cr_assert(memcmp(rg.tokens, rc.tokens, (size_t)B * 4) == 0);
     cr_assert(memcmp(rg.probs, rc.probs, (size_t)(B * V) * 4) == 0);
     kt_device_free(d_logits);
@@ -655,7 +853,7 @@ Test(gpu_indexing, row_offsets_beyond_32_bits, .timeout = 300)
 
 Test(gpu_best_of_n, matches_cpu)
 {
-    REQUIRE_GPU();
+    KT_REQUIRE_GPU();
     const int64_t G = 1000;
     const int32_t n = 5;
     float scores[5000];
@@ -673,9 +871,12 @@ Test(gpu_best_of_n, matches_cpu)
     cr_assert_eq(kiln_best_of_n(cpu.sampler, scores, G, n, want, NULL), KILN_SUCCESS);
     float *d_scores = dmalloc(sizeof scores);
     int32_t *d_best = dmalloc(sizeof got);
-    cudaMemcpy(d_scores, scores, sizeof scores, cudaMemcpyHostToDevice);
-    cr_assert_eq(kiln_best_of_n(gpu.sampler, d_scores, G, n, d_best, NULL), KILN_SUCCESS);
-    cudaMemcpy(got, d_best, sizeof got, cudaMemcpyDeviceToHost);
+    CUDA_OK(cudaMemcpy(d_scores, scores, sizeof scores, cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMemset(d_best, 0xA5, sizeof got));
+    cr_assert_eq(kiln_best_of_n(gpu.sampler, d_scores, G, n, d_best, NULL), KILN_SUCCESS, "%s",
+                 kiln_last_error());
+    CUDA_OK(cudaGetLastError());
+    CUDA_OK(cudaMemcpy(got, d_best, sizeof got, cudaMemcpyDeviceToHost));
     cr_assert(memcmp(got, want, sizeof got) == 0);
     cr_assert_eq(got[0], -1);
     kt_device_free(d_scores);
@@ -686,12 +887,138 @@ Test(gpu_best_of_n, matches_cpu)
 
 #endif /* KILN_TEST_HAVE_CUDART */
 
+/* -------------------------------------------------------------- draws */
+
 #ifdef KILN_TEST_HAVE_CUDA_KERNELS
-/* kiln's draw d of subsequence s must be curand_init(seed, s, 2d) followed
- * by two curand() calls, on the device itself. */
-Test(gpu_philox, draws_match_curand_device_api)
+/* libkiln's real draw kernel against cuRAND's device API. A row of
+ * V = 65536 equal logits gives every token mass 2^40 and S = 2^56, so
+ * (docs/semantics.md section 7) r = floor(u * 2^56 / 2^64) = u >> 8 and the
+ * drawn token, the first whose inclusive prefix (t + 1) * 2^40 exceeds r,
+ * is t = r >> 40 = u >> 48: each token shows the top 16 bits of the draw's
+ * 64-bit u. That u is computed here by curand_init/curand in the test's own
+ * kernel (tests/gpu/curand_reference.cu) for every (seed, offset, draw
+ * index), over offsets that cross every lane and carry boundary, offsets
+ * >= 2^63 and draw indices (subsequences) up to 2^17 - 1; the host's
+ * kiln_philox_draw64 (the CPU backend's) must give the whole u, and the CPU
+ * backend the same tokens. */
+static void draws_case(int64_t B, int32_t n, uint64_t seed0, int check_cpu)
 {
-    REQUIRE_GPU();
+    const int64_t V = 65536;
+    static const uint64_t special[] = {
+        0, 1, 2, 3, 4, 5, 7, 8,
+        0x7FFFFFFFull, 0x80000000ull, 0xFFFFFFFFull, 0x100000000ull, 0x100000001ull,
+        0x3FFFFFFFFFFFFFFFull, 0x4000000000000000ull,
+        0x7FFFFFFFFFFFFFFEull, 0x7FFFFFFFFFFFFFFFull, 0x8000000000000000ull,
+        0x8000000000000001ull, 0x8000000000000002ull, 0x8000000000000003ull,
+        0xC000000000000000ull, 0xFFFFFFFFFFFFFFFCull, 0xFFFFFFFFFFFFFFFDull,
+        0xFFFFFFFFFFFFFFFEull, 0xFFFFFFFFFFFFFFFFull,
+    };
+    const int n_special = (int)(sizeof special / sizeof special[0]);
+    uint64_t *seeds = malloc((size_t)B * 8), *offsets = malloc((size_t)B * 8);
+    ks_rng rng = { seed0 };
+    for (int64_t b = 0; b < B; ++b) {
+        const uint64_t r1 = ks_rng_u64(&rng), r2 = ks_rng_u64(&rng);
+        seeds[b] = b == 0 ? 0 : b == 1 ? ~(uint64_t)0 : b == 2 ? 1 : r1;
+        offsets[b] = b < n_special                ? special[b]
+                     : b < 2 * n_special          ? special[b - n_special]
+                     : b % 3 == 0                 ? r2 | ((uint64_t)1 << 63)
+                     : b % 3 == 1                 ? r2 >> 1
+                                                  : r2 >> 40;
+    }
+    float *x = calloc((size_t)(B * V), 4); /* all 0.0f: every token equal */
+    kt_sampler gpu = make_sampler(KILN_BACKEND_CUDA, B, V, n);
+    float *d_logits = dmalloc((size_t)(B * V) * 4);
+    uint64_t *d_seed = dmalloc((size_t)B * 8), *d_offset = dmalloc((size_t)B * 8);
+    const size_t draws = (size_t)(B * n);
+    int32_t *d_tokens = dmalloc(draws * 4), *d_kept = dmalloc((size_t)B * 4);
+    uint8_t *d_valid = dmalloc((size_t)B);
+    CUDA_OK(cudaMemcpy(d_logits, x, (size_t)(B * V) * 4, cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMemcpy(d_seed, seeds, (size_t)B * 8, cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMemcpy(d_offset, offsets, (size_t)B * 8, cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMemset(d_tokens, 0xA5, draws * 4));
+    CUDA_OK(cudaMemset(d_kept, 0xA5, (size_t)B * 4));
+    CUDA_OK(cudaMemset(d_valid, 0xA5, (size_t)B));
+    kiln_batch bt = kt_batch_f32(d_logits, B, V, n);
+    kiln_sampling_params p = KILN_SAMPLING_PARAMS_INIT; /* T = 1, no filter */
+    p.seed = d_seed;
+    p.offset = d_offset;
+    kiln_outputs o = KILN_OUTPUTS_INIT;
+    o.tokens = d_tokens;
+    o.kept_counts = d_kept;
+    o.valid = d_valid;
+    cr_assert_eq(kiln_sample(gpu.sampler, &bt, &p, &o, gpu.workspace, gpu.workspace_size, NULL),
+                 KILN_SUCCESS, "%s", kiln_last_error());
+    CUDA_OK(cudaGetLastError());
+    CUDA_OK(cudaDeviceSynchronize());
+    int32_t *tokens = malloc(draws * 4), *kept = malloc((size_t)B * 4);
+    uint8_t *valid = malloc((size_t)B);
+    CUDA_OK(cudaMemcpy(tokens, d_tokens, draws * 4, cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(kept, d_kept, (size_t)B * 4, cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(valid, d_valid, (size_t)B, cudaMemcpyDeviceToHost));
+
+    uint64_t *rs = malloc(draws * 8), *ro = malloc(draws * 8), *rj = malloc(draws * 8),
+             *u = malloc(draws * 8);
+    for (int64_t b = 0; b < B; ++b)
+        for (int32_t j = 0; j < n; ++j) {
+            rs[b * n + j] = seeds[b];
+            ro[b * n + j] = offsets[b];
+            rj[b * n + j] = (uint64_t)j;
+        }
+    cr_assert_eq(kt_curand_draw_u64(rs, ro, rj, (int)draws, u), 0, "the cuRAND reference kernel");
+    for (int64_t b = 0; b < B; ++b) {
+        cr_assert_eq(valid[b], 1, "row %lld: valid %d", (long long)b, valid[b]);
+        cr_assert_eq(kept[b], (int32_t)V, "row %lld: kept %d", (long long)b, kept[b]);
+        for (int32_t j = 0; j < n; ++j) {
+            const size_t i = (size_t)(b * n + j);
+            cr_assert_eq((int64_t)tokens[i], (int64_t)(u[i] >> 48),
+                         "seed %016llx offset %016llx draw %d: libkiln drew token %d, cuRAND's "
+                         "u = %016llx gives %d",
+                         (unsigned long long)seeds[b], (unsigned long long)offsets[b], (int)j,
+                         (int)tokens[i], (unsigned long long)u[i], (int)(u[i] >> 48));
+            cr_assert_eq(kiln_philox_draw64(seeds[b], (uint64_t)j, offsets[b]), u[i],
+                         "seed %016llx offset %016llx draw %d: host Philox %016llx, cuRAND %016llx",
+                         (unsigned long long)seeds[b], (unsigned long long)offsets[b], (int)j,
+                         (unsigned long long)kiln_philox_draw64(seeds[b], (uint64_t)j, offsets[b]),
+                         (unsigned long long)u[i]);
+        }
+    }
+    if (check_cpu) {
+        kt_sampler cpu = make_sampler(KILN_BACKEND_CPU, B, V, n);
+        kiln_batch hb = kt_batch_f32(x, B, V, n);
+        kiln_sampling_params hp = KILN_SAMPLING_PARAMS_INIT;
+        hp.seed = seeds;
+        hp.offset = offsets;
+        kt_result rc = kt_result_alloc(B, V, n);
+        cr_assert_eq(kt_sample(&cpu, &hb, &hp, &rc), KILN_SUCCESS, "%s", kt_error());
+        cr_assert(memcmp(rc.tokens, tokens, draws * 4) == 0, "the CPU backend drew other tokens");
+        kt_result_free(&rc);
+        free_sampler(&cpu);
+    }
+    fprintf(stderr, "gpu_philox: %lld rows x %d draws: every token == cuRAND's u >> 48\n",
+            (long long)B, (int)n);
+    void *dev[] = { d_logits, d_seed, d_offset, d_tokens, d_kept, d_valid };
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; ++i)
+        kt_device_free(dev[i]);
+    void *host[] = { seeds, offsets, x, tokens, kept, valid, rs, ro, rj, u };
+    for (size_t i = 0; i < sizeof host / sizeof host[0]; ++i)
+        free(host[i]);
+    free_sampler(&gpu);
+}
+
+Test(gpu_philox, draws_match_curand_device_api, .timeout = 300)
+{
+    KT_REQUIRE_GPU();
+    const char *g = getenv("KILN_GPU_GRID"); /* small: under compute-sanitizer */
+    const int small = g && strcmp(g, "small") == 0;
+    draws_case(small ? 64 : 256, 16, 11, 1);     /* many seeds and offsets */
+    draws_case(3, small ? 8192 : 131072, 12, 0); /* draw indices up to 2^17 - 1 */
+}
+
+/* The shared header's Philox (the CPU backend's) compiled by nvcc and run on
+ * the device equals cuRAND's curand_init(seed, subsequence, 2 * draw). */
+Test(gpu_philox, shared_header_matches_curand_device_api)
+{
+    KT_REQUIRE_GPU();
     enum { N = 4096 };
     static uint64_t seeds[N], subs[N], draws[N], offsets[N], want[N], got[N];
     ks_rng rng = { 11 };

@@ -19,6 +19,7 @@
 
 #include <criterion/criterion.h>
 
+#include "device.h"
 #include "harness.h"
 #include "sampler.h"
 #include "shared/numerics.h"
@@ -519,35 +520,56 @@ Test(lm_head, config_max_hidden)
 
 /* ---------------------------------------------------------------- GPU */
 
-#define REQUIRE_GPU()                                         \
-    do {                                                      \
-        const char *why_ = "";                                \
-        if (!kt_have_cuda(&why_))                             \
-            cr_skip_test("no CUDA device to test: %s", why_); \
-    } while (0)
+/* What runs here, on a GPU (KILN_TEST_HAVE_CUDART is a PUBLIC definition of
+ * kiln_test_support, so this part is compiled wherever the CUDA runtime is;
+ * a build without it fails these tests under KILN_REQUIRE_GPU=1 instead of
+ * passing an empty body):
+ *  - kiln_sample_hidden on the CUDA backend: its logits (read back from the
+ *    workspace) within the documented bound of the CPU's;
+ *  - its sampled outputs, every one of them, equal to the CPU backend's
+ *    kiln_sample of those very GPU logits (given the same logits, the same
+ *    bytes);
+ *  - the CPU's logits sampled by the GPU's kiln_sample: the CPU's bytes. */
 
 #ifdef KILN_TEST_HAVE_CUDART
+#define CUDA_OK(call)                                                                    \
+    do {                                                                                 \
+        cudaError_t err_ = (call);                                                       \
+        cr_assert_eq(err_, cudaSuccess, "%s: %s (%s)", #call, cudaGetErrorName(err_),   \
+                     cudaGetErrorString(err_));                                          \
+    } while (0)
+
 static void *to_device(const void *host, size_t bytes)
 {
     void *p = NULL;
-    cr_assert_eq(cudaMalloc(&p, bytes ? bytes : 1), cudaSuccess);
+    CUDA_OK(cudaMalloc(&p, bytes ? bytes : 1));
     if (host)
-        cr_assert_eq(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice), cudaSuccess);
+        CUDA_OK(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice));
+    return p;
+}
+
+/* A device output buffer filled with 0xA5 bytes. */
+static void *poisoned(size_t bytes)
+{
+    void *p = to_device(NULL, bytes);
+    CUDA_OK(cudaMemset(p, 0xA5, bytes ? bytes : 1));
     return p;
 }
 
 /* GPU logits against the CPU GEMM: any summation order of H products is
  * within H * 2^-24 * sum|terms| of the exact value (twice that between two
- * orders); bf16 logits add one bf16 ulp (2^-7 relative) between the two. */
+ * orders); bf16 logits add one bf16 ulp (2^-7 relative) between the two.
+ * Then the GPU's sampled outputs against the CPU sampling the GPU's logits. */
 static void check_gpu_logits(kiln_dtype dtype, kiln_dtype ldt, int64_t rows, int64_t vocab,
                              int64_t H)
 {
+    const int32_t n = 3;
     head_data d = make_data(dtype, rows, vocab, H, 0, 1, 77 + (uint64_t)H);
     hs cpu = cpu_hidden_sampler(rows, vocab, H, 0);
     kiln_lm_head h = head_of(&d, ldt);
-    kiln_batch b = hidden_batch(rows, vocab, 1);
+    kiln_batch b = hidden_batch(rows, vocab, n);
     kiln_sampling_params p = some_params();
-    kt_result rc = kt_result_alloc(rows, vocab, 1);
+    kt_result rc = kt_result_alloc(rows, vocab, n);
     kiln_outputs oc = kt_outputs(&rc);
     cr_assert_eq(kiln_sample_hidden(cpu.sampler, &h, &b, &p, &oc, cpu.workspace,
                                     cpu.workspace_size, NULL),
@@ -563,26 +585,34 @@ static void check_gpu_logits(kiln_dtype dtype, kiln_dtype ldt, int64_t rows, int
     kiln_sampler *gs = NULL;
     cr_assert_eq(kiln_sampler_create(&cfg, &gs), KILN_SUCCESS, "%s", kiln_last_error());
     size_t ws_bytes = 0;
-    kiln_sampler_workspace_size(gs, &ws_bytes);
-    void *ws = to_device(NULL, ws_bytes);
+    cr_assert_eq(kiln_sampler_workspace_size(gs, &ws_bytes), KILN_SUCCESS);
+    void *ws = poisoned(ws_bytes);
     const size_t es = dtype == KILN_DTYPE_F32 ? 4 : 2;
     kiln_lm_head gh = h;
     gh.hidden = to_device(d.hidden, (size_t)(rows * H) * es);
     gh.weight = to_device(d.weight, (size_t)(vocab * H) * es);
     gh.bias = to_device(d.bias, (size_t)vocab * 4);
+    const size_t draws = (size_t)(rows * n);
     kiln_outputs go = KILN_OUTPUTS_INIT;
-    go.tokens = to_device(NULL, (size_t)rows * 4);
+    go.tokens = poisoned(draws * 4);
+    go.logprobs = poisoned(draws * 4);
+    go.raw_logprobs = poisoned(draws * 4);
+    go.probs = poisoned((size_t)(rows * vocab) * 4);
+    go.kept_counts = poisoned((size_t)rows * 4);
+    go.valid = poisoned((size_t)rows);
     cr_assert_eq(kiln_sample_hidden(gs, &gh, &b, &p, &go, ws, ws_bytes, NULL), KILN_SUCCESS,
                  "%s", kiln_last_error());
-    cr_assert_eq(cudaDeviceSynchronize(), cudaSuccess);
+    CUDA_OK(cudaGetLastError());
+    CUDA_OK(cudaDeviceSynchronize());
+
     const size_t lb = (size_t)(rows * vocab) * (ldt == KILN_DTYPE_F32 ? 4 : 2);
     void *glog = malloc(lb);
-    char *gbase = (char *)(((uintptr_t)ws + KILN_WORKSPACE_ALIGN - 1) &
-                           ~(uintptr_t)(KILN_WORKSPACE_ALIGN - 1));
+    char *gbase = kiln_workspace_base(ws);
     if (ldt == KILN_DTYPE_BF16)
         gbase += kiln_round_up_align((size_t)rows * (size_t)vocab * 4);
-    cr_assert_eq(cudaMemcpy(glog, gbase, lb, cudaMemcpyDeviceToHost), cudaSuccess);
+    CUDA_OK(cudaMemcpy(glog, gbase, lb, cudaMemcpyDeviceToHost));
     const void *clog = workspace_logits(&cpu, rows, vocab, ldt);
+    double worst = 0.0;
     for (int64_t bb = 0; bb < rows; ++bb)
         for (int64_t v = 0; v < vocab; ++v) {
             size_t i = (size_t)(bb * vocab + v);
@@ -592,15 +622,48 @@ static void check_gpu_logits(kiln_dtype dtype, kiln_dtype ldt, int64_t rows, int
             double tol = 2.0 * (double)H * ldexp(1.0, -24) * a;
             if (ldt == KILN_DTYPE_BF16)
                 tol += ldexp(1.0, -7) * (fabs(ref) + tol);
+            cr_assert(isfinite(g), "row %lld token %lld: GPU logit %g", (long long)bb,
+                      (long long)v, g);
             cr_assert(fabs(g - c) <= tol, "row %lld token %lld: GPU %.9g, CPU %.9g (tol %.3g)",
                       (long long)bb, (long long)v, g, c, tol);
+            if (tol > 0 && fabs(g - c) / tol > worst)
+                worst = fabs(g - c) / tol;
         }
+
+    /* the GPU's sampled bytes == the CPU sampling the GPU's logits */
+    kt_result rg = kt_result_alloc(rows, vocab, n), rcg = kt_result_alloc(rows, vocab, n);
+    CUDA_OK(cudaMemcpy(rg.tokens, go.tokens, draws * 4, cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(rg.logprobs, go.logprobs, draws * 4, cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(rg.raw_logprobs, go.raw_logprobs, draws * 4, cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(rg.probs, go.probs, (size_t)(rows * vocab) * 4, cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(rg.kept, go.kept_counts, (size_t)rows * 4, cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(rg.valid, go.valid, (size_t)rows, cudaMemcpyDeviceToHost));
+    kiln_batch lb_batch = hidden_batch(rows, vocab, n);
+    lb_batch.logits = glog;
+    lb_batch.dtype = ldt;
+    kiln_outputs ocg = kt_outputs(&rcg);
+    cr_assert_eq(kiln_sample(cpu.sampler, &lb_batch, &p, &ocg, cpu.workspace, cpu.workspace_size,
+                             NULL),
+                 KILN_SUCCESS, "%s", kiln_last_error());
+    for (int64_t bb = 0; bb < rows; ++bb)
+        cr_assert(kt_row_equal(&rg, bb, &rcg, bb),
+                  "row %lld: kiln_sample_hidden on CUDA and the CPU sampling its logits differ "
+                  "(GPU token %d, CPU %d; kept %d / %d; valid %d / %d)",
+                  (long long)bb, rg.tokens[bb * n], rcg.tokens[bb * n], rg.kept[bb],
+                  rcg.kept[bb], rg.valid[bb], rcg.valid[bb]);
+    fprintf(stderr, "lm_head_gpu: B=%lld V=%lld H=%lld in %s, logits %s: worst |GPU - CPU| = "
+                    "%.3f of the bound; sampled bytes equal\n",
+            (long long)rows, (long long)vocab, (long long)H,
+            dtype == KILN_DTYPE_F32 ? "f32" : dtype == KILN_DTYPE_BF16 ? "bf16" : "f16",
+            ldt == KILN_DTYPE_F32 ? "f32" : "bf16", worst);
+
+    kt_result_free(&rg);
+    kt_result_free(&rcg);
     free(glog);
-    cudaFree((void *)gh.hidden);
-    cudaFree((void *)gh.weight);
-    cudaFree((void *)gh.bias);
-    cudaFree(go.tokens);
-    cudaFree(ws);
+    void *dev[] = { (void *)gh.hidden, (void *)gh.weight, (void *)gh.bias, go.tokens,
+                    go.logprobs, go.raw_logprobs, go.probs, go.kept_counts, go.valid, ws };
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; ++i)
+        CUDA_OK(cudaFree(dev[i]));
     kiln_sampler_destroy(gs);
     kt_result_free(&rc);
     hs_destroy(&cpu);
@@ -608,22 +671,25 @@ static void check_gpu_logits(kiln_dtype dtype, kiln_dtype ldt, int64_t rows, int
 }
 #endif
 
-Test(lm_head_gpu, logits_within_tolerance_of_cpu)
+Test(lm_head_gpu, logits_within_tolerance_of_cpu, .timeout = 300)
 {
-    REQUIRE_GPU();
+    KT_REQUIRE_GPU();
 #ifdef KILN_TEST_HAVE_CUDART
     check_gpu_logits(KILN_DTYPE_F32, KILN_DTYPE_F32, 7, 1001, 512);
     check_gpu_logits(KILN_DTYPE_BF16, KILN_DTYPE_F32, 64, 32000, 4096);
     check_gpu_logits(KILN_DTYPE_BF16, KILN_DTYPE_BF16, 3, 4099, 1000);
     check_gpu_logits(KILN_DTYPE_F16, KILN_DTYPE_F32, 5, 777, 300);
+    check_gpu_logits(KILN_DTYPE_F16, KILN_DTYPE_BF16, 1, 50000, 64);
+#else
+    cr_assert_fail("a CUDA device is here but the test was built without the CUDA runtime");
 #endif
 }
 
 /* Given the same logits (the CPU GEMM's), both backends sample the same
  * bytes: the GPU's GEMM differs in rounding, its sampling does not. */
-Test(lm_head_gpu, same_logits_same_tokens)
+Test(lm_head_gpu, same_logits_same_tokens, .timeout = 120)
 {
-    REQUIRE_GPU();
+    KT_REQUIRE_GPU();
     const int64_t rows = 9, vocab = 4099, H = 256;
     head_data d = make_data(KILN_DTYPE_BF16, rows, vocab, H, 0, 1, 21);
     hs cpu = cpu_hidden_sampler(rows, vocab, H, 0);
@@ -638,8 +704,9 @@ Test(lm_head_gpu, same_logits_same_tokens)
     float *logits = malloc((size_t)(rows * vocab) * 4);
     memcpy(logits, workspace_logits(&cpu, rows, vocab, KILN_DTYPE_F32), (size_t)(rows * vocab) * 4);
     kt_sampler g = kt_create(KILN_BACKEND_CUDA, rows, vocab, 3, 0, 0);
+    cr_assert_eq(g.backend, KILN_BACKEND_CUDA);
     kiln_batch gb = kt_batch_f32(logits, rows, vocab, 3);
-    cr_assert_eq(kt_sample(&g, &gb, &p, &rg), KILN_SUCCESS, "%s", kiln_last_error());
+    cr_assert_eq(kt_sample(&g, &gb, &p, &rg), KILN_SUCCESS, "%s", kt_error());
     cr_assert(kt_result_equal(&rc, &rg), "CPU and GPU sample the same logits differently");
     kt_destroy(&g);
     free(logits);

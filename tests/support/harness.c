@@ -1,6 +1,7 @@
 #include "harness.h"
 #include "device.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,7 +21,10 @@ kt_sampler kt_create(kiln_backend backend, int64_t max_batch, int64_t max_vocab,
         cfg.backend = kt_test_backend();
     const char *why = "";
     if (cfg.backend == KILN_BACKEND_CUDA && !kt_have_cuda(&why))
-        cr_skip_test("KILN_TEST_BACKEND=cuda but no CUDA device: %s", why);
+        KT_GPU_UNAVAILABLE("%s but no CUDA device: %s",
+                           backend == KILN_BACKEND_CUDA ? "a CUDA sampler was asked for"
+                                                        : "KILN_TEST_BACKEND=cuda",
+                           why);
     kt_sampler s = { NULL, NULL, 0, cfg.backend };
     kiln_status st = kiln_sampler_create(&cfg, &s.sampler);
     cr_assert_eq(st, KILN_SUCCESS, "kiln_sampler_create: %s", kiln_last_error());
@@ -97,6 +101,7 @@ kiln_outputs kt_outputs(kt_result *r)
 kiln_status kt_sample(kt_sampler *s, const kiln_batch *batch, const kiln_sampling_params *params,
                       kt_result *out)
 {
+    kt_error_reset();
     if (s->backend == KILN_BACKEND_CUDA)
         return kt_sample_device(s, batch, params, out);
     kiln_outputs o = kt_outputs(out);
@@ -143,13 +148,24 @@ int kt_have_cuda(const char **why)
     cfg.backend = KILN_BACKEND_CUDA;
     cfg.max_vocab = 1;
     kiln_sampler *s = NULL;
-    if (kiln_sampler_create(&cfg, &s) != KILN_SUCCESS) {
+    kiln_status st = kiln_sampler_create(&cfg, &s);
+    if (st != KILN_SUCCESS) {
+        /* kiln's own words: "built without CUDA", or what the runtime said */
+        static _Thread_local char msg[320];
+        snprintf(msg, sizeof msg, "kiln_sampler_create(CUDA): %s: %s", kiln_status_string(st),
+                 kiln_last_error());
         if (why)
-            *why = "kiln was built without CUDA";
+            *why = msg;
         return 0;
     }
     kiln_sampler_destroy(s);
     return 1;
+}
+
+int kt_require_gpu(void)
+{
+    const char *v = getenv("KILN_REQUIRE_GPU");
+    return v && strcmp(v, "1") == 0;
 }
 
 kiln_backend kt_test_backend(void)

@@ -56,8 +56,33 @@ int kt_result_equal(const kt_result *a, const kt_result *b);
 int kt_row_equal(const kt_result *a, int64_t ra, const kt_result *b, int64_t rb);
 
 /* 1 if a CUDA device is present and kiln was built with CUDA; otherwise 0
- * and *why (if given) says which is missing. */
+ * and *why (if given) says which is missing (the CUDA runtime's or kiln's
+ * own message). */
 int kt_have_cuda(const char **why);
+
+/* 1 when KILN_REQUIRE_GPU=1 is in the environment (scripts/gpu-check sets it
+ * on the GPU machine): there a test that cannot reach the GPU must fail, not
+ * skip, since Criterion counts a skip as a pass. */
+int kt_require_gpu(void);
+
+/* Skips the test with the reason, or fails it under KILN_REQUIRE_GPU=1. For
+ * every path where a GPU test (or a KILN_TEST_BACKEND=cuda run) would
+ * otherwise skip because the device is missing or unusable. The format must
+ * be a string literal. Needs <criterion/criterion.h>. */
+#define KT_GPU_UNAVAILABLE(...)                                               \
+    do {                                                                      \
+        if (kt_require_gpu())                                                 \
+            cr_assert_fail("KILN_REQUIRE_GPU=1, so this is a failure: " __VA_ARGS__); \
+        cr_skip_test(__VA_ARGS__);                                            \
+    } while (0)
+
+/* The guard at the top of every GPU test. */
+#define KT_REQUIRE_GPU()                                                      \
+    do {                                                                      \
+        const char *kt_why_ = "";                                             \
+        if (!kt_have_cuda(&kt_why_))                                          \
+            KT_GPU_UNAVAILABLE("no CUDA device to test: %s", kt_why_);        \
+    } while (0)
 
 /* The backend KILN_TEST_BACKEND selects for backend-agnostic tests. */
 kiln_backend kt_test_backend(void);
