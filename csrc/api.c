@@ -2,6 +2,7 @@
 #include <stdlib.h>
 
 #include "cpu/cpu_backend.h"
+#include "cpu/fp_mode.h"
 #include "cuda_backend.h"
 #include "error.h"
 #include "sampler.h"
@@ -86,8 +87,10 @@ kiln_status kiln_sample(kiln_sampler *sampler, const kiln_batch *batch,
     kiln_clear_error();
     const int on_host = sampler && sampler->config.backend == KILN_BACKEND_CPU;
     kiln_call call;
+    const kiln_fp_mode fp = kiln_fp_mode_enter(); /* the checks compare floats too */
     kiln_status st = kiln_validate_call(sampler, batch, params, outputs, workspace,
                                         workspace_size, stream, on_host, &call);
+    kiln_fp_mode_leave(fp);
     if (st)
         return st;
     if (on_host) {
@@ -106,14 +109,35 @@ kiln_status kiln_score(kiln_sampler *sampler, const kiln_batch *batch,
     const int on_host = sampler && sampler->config.backend == KILN_BACKEND_CPU;
     const kiln_score_args args = { targets, num_targets, outputs };
     kiln_call call;
+    const kiln_fp_mode fp = kiln_fp_mode_enter(); /* the checks compare floats too */
     kiln_status st = kiln_validate_score(sampler, batch, params, &args, workspace, workspace_size,
                                          stream, on_host, &call);
+    kiln_fp_mode_leave(fp);
     if (st)
         return st;
     if (on_host) {
         kiln_cpu_sample(sampler, &call);
         return KILN_SUCCESS;
     }
+    return kiln_cuda_sample(sampler, &call);
+}
+
+kiln_status kiln_verify_drafts(kiln_sampler *sampler, const kiln_batch *batch,
+                               const kiln_sampling_params *params, const kiln_drafts *drafts,
+                               const kiln_verify_outputs *outputs, void *workspace,
+                               size_t workspace_size, kiln_stream stream)
+{
+    kiln_clear_error();
+    const int on_host = sampler && sampler->config.backend == KILN_BACKEND_CPU;
+    kiln_call call;
+    const kiln_fp_mode fp = kiln_fp_mode_enter(); /* the checks compare floats too */
+    kiln_status st = kiln_validate_verify(sampler, batch, params, drafts, outputs, workspace,
+                                          workspace_size, stream, on_host, &call);
+    kiln_fp_mode_leave(fp);
+    if (st)
+        return st;
+    if (on_host)
+        return kiln_cpu_verify(sampler, &call);
     return kiln_cuda_sample(sampler, &call);
 }
 
@@ -126,8 +150,10 @@ kiln_status kiln_sample_hidden(kiln_sampler *sampler, const kiln_lm_head *head,
     const int on_host = sampler && sampler->config.backend == KILN_BACKEND_CPU;
     kiln_lm_head h;
     kiln_call call;
+    const kiln_fp_mode fp = kiln_fp_mode_enter(); /* the checks compare floats too */
     kiln_status st = kiln_validate_hidden(sampler, head, batch, params, outputs, workspace,
                                           workspace_size, stream, on_host, &h, &call);
+    kiln_fp_mode_leave(fp);
     if (st)
         return st;
     /* The logits at the front of the aligned workspace, the sampling

@@ -37,6 +37,11 @@ typedef struct kiln_call {
     int32_t num_targets;
     float *target_logprobs;
     int32_t *target_ranks;
+    /* kiln_verify_drafts only (is_verify): full-size copies, strides
+     * resolved; `outputs` is unused */
+    int is_verify;
+    kiln_drafts drafts;
+    kiln_verify_outputs verify;
 } kiln_call;
 
 /* Every workspace is carved from an address rounded up to this, so callers

@@ -7,6 +7,7 @@
 #include "error.h"
 #include "shared/row_params.h"
 #include "validate_stages.h"
+#include "validate_verify.h"
 #include "validate_util.h"
 
 /* ------------------------------------------------------------------ structs */
@@ -337,7 +338,7 @@ static kiln_status validate_call(const kiln_sampler *sampler, const kiln_batch *
                                  const kiln_outputs *outputs, void *workspace,
                                  size_t workspace_size, kiln_stream stream, int arrays_on_host,
                                  const kiln_lm_head *head, const kiln_score_args *score,
-                                 kiln_call *call)
+                                 const kiln_verify_args *verify, kiln_call *call)
 {
     if (!sampler)
         return kiln_fail(KILN_ERROR_NULL_POINTER, "sampler is NULL");
@@ -345,7 +346,8 @@ static kiln_status validate_call(const kiln_sampler *sampler, const kiln_batch *
         return kiln_fail(KILN_ERROR_NULL_POINTER, "batch is NULL");
     if (!params && !score)
         return kiln_fail(KILN_ERROR_NULL_POINTER, "params is NULL");
-    if (!outputs && !score)
+    const int own_outputs = score || verify;
+    if (!outputs && !own_outputs)
         return kiln_fail(KILN_ERROR_NULL_POINTER, "outputs is NULL");
     if (score && !score->outputs)
         return kiln_fail(KILN_ERROR_NULL_POINTER, "outputs is NULL");
@@ -362,6 +364,11 @@ static kiln_status validate_call(const kiln_sampler *sampler, const kiln_batch *
     call->num_targets = 0;
     call->target_logprobs = NULL;
     call->target_ranks = NULL;
+    call->is_verify = verify != NULL;
+    if (verify) {
+        call->drafts = verify->drafts;
+        call->verify = verify->outputs;
+    }
     CHECK(COPY_SIZED(&call->batch, batch, batch_sizes, "kiln_batch",
                      KILN_ERROR_INVALID_PARAMETER));
     if (params)
@@ -380,7 +387,7 @@ static kiln_status validate_call(const kiln_sampler *sampler, const kiln_batch *
         call->outputs.raw_top_logprobs = so.top_logprobs;
         call->outputs.raw_entropy = so.entropy;
         call->outputs.valid = so.valid;
-    } else {
+    } else if (!verify) {
         CHECK(COPY_SIZED(&call->outputs, outputs, outputs_sizes, "kiln_outputs",
                          KILN_ERROR_INVALID_PARAMETER));
     }
@@ -413,6 +420,17 @@ static kiln_status validate_call(const kiln_sampler *sampler, const kiln_batch *
         return kiln_fail(KILN_ERROR_INVALID_SHAPE,
                          "batch.num_rows = %lld is outside [1, %lld] (the sampler's max_batch)",
                          (long long)bt->num_rows, (long long)cfg->max_batch);
+    /* kiln_verify_drafts reads K + 1 target rows of logits per request */
+    const int64_t logit_rows =
+        verify ? bt->num_rows * ((int64_t)verify->drafts.max_drafts + 1) : bt->num_rows;
+    if (verify && (verify->drafts.max_drafts < 0 ||
+                   (int64_t)verify->drafts.max_drafts + 1 > cfg->max_batch / bt->num_rows))
+        return kiln_fail(KILN_ERROR_INVALID_SHAPE,
+                         "drafts.max_drafts = %d with batch.num_rows = %lld needs num_rows * "
+                         "(max_drafts + 1) target rows, outside [1, %lld] (the sampler's "
+                         "max_batch)",
+                         (int)verify->drafts.max_drafts, (long long)bt->num_rows,
+                         (long long)cfg->max_batch);
     if (bt->vocab_size < 1 || bt->vocab_size > cfg->max_vocab)
         return kiln_fail(KILN_ERROR_INVALID_SHAPE,
                          "batch.vocab_size = %lld is outside [1, %lld] (the sampler's max_vocab)",
@@ -421,6 +439,10 @@ static kiln_status validate_call(const kiln_sampler *sampler, const kiln_batch *
         return kiln_fail(KILN_ERROR_INVALID_SHAPE,
                          "batch.num_samples = %d is outside [1, %d] (the sampler's max_samples)",
                          (int)bt->num_samples, (int)cfg->max_samples);
+    if (verify && bt->num_samples != 1)
+        return kiln_fail(KILN_ERROR_INVALID_SHAPE,
+                         "batch.num_samples = %d must be 1 for kiln_verify_drafts",
+                         (int)bt->num_samples);
     if (score && bt->num_samples != 1)
         return kiln_fail(KILN_ERROR_INVALID_SHAPE,
                          "batch.num_samples = %d must be 1 for kiln_score (it draws nothing)",
@@ -434,7 +456,7 @@ static kiln_status validate_call(const kiln_sampler *sampler, const kiln_batch *
         bt->row_stride = bt->vocab_size;
     const size_t esize = kiln_dtype_size(bt->dtype);
     if (bt->row_stride < bt->vocab_size ||
-        bt->row_stride > (INT64_MAX / (int64_t)esize - bt->vocab_size) / bt->num_rows)
+        bt->row_stride > (INT64_MAX / (int64_t)esize - bt->vocab_size) / logit_rows)
         return kiln_fail(KILN_ERROR_INVALID_SHAPE,
                          "batch.row_stride = %lld is outside [vocab_size = %lld, 2^63 / (rows "
                          "* element size)]",
@@ -448,13 +470,15 @@ static kiln_status validate_call(const kiln_sampler *sampler, const kiln_batch *
                          "(rows * 4)]",
                          (long long)o->probs_row_stride, (long long)bt->vocab_size);
 
-    CHECK(kiln_validate_stage_inputs(bt));
+    CHECK(kiln_validate_stage_inputs(bt, logit_rows));
+    if (verify)
+        CHECK(kiln_validate_verify_shapes(&call->drafts, &call->verify, bt));
     CHECK(kiln_validate_stage_outputs(o, cfg));
 
     /* required pointers */
     if (!bt->logits && !head)
         return kiln_fail(KILN_ERROR_NULL_POINTER, "batch.logits is NULL");
-    if (!o->tokens && !score)
+    if (!o->tokens && !own_outputs)
         return kiln_fail(KILN_ERROR_NULL_POINTER, "outputs.tokens is NULL");
     if (score && score->num_targets > 0 && !score->targets)
         return kiln_fail(KILN_ERROR_NULL_POINTER, "targets is NULL but num_targets = %d",
@@ -518,6 +542,8 @@ static kiln_status validate_call(const kiln_sampler *sampler, const kiln_batch *
         CHECK(kiln_validate_logit_bias_values(bt));
     if (arrays_on_host && score && score->num_targets > 0)
         CHECK(check_targets(bt, score->targets, score->num_targets));
+    if (arrays_on_host && verify)
+        CHECK(kiln_validate_drafts_values(&call->drafts, bt));
 
     /* overlaps */
     const uint64_t rows = (uint64_t)bt->num_rows, draws = rows * (uint64_t)bt->num_samples;
@@ -525,7 +551,8 @@ static kiln_status validate_call(const kiln_sampler *sampler, const kiln_batch *
     list.n = 0;
     if (bt->logits)
         add_region(&list, "batch.logits", bt->logits,
-                   ((rows - 1) * (uint64_t)bt->row_stride + (uint64_t)bt->vocab_size) * esize,
+                   (((uint64_t)logit_rows - 1) * (uint64_t)bt->row_stride +
+                    (uint64_t)bt->vocab_size) * esize,
                    0);
     if (head) {
         const uint64_t hsize = kiln_dtype_size(head->dtype);
@@ -556,7 +583,9 @@ static kiln_status validate_call(const kiln_sampler *sampler, const kiln_batch *
     add_region(&list, "params.offset", p->offset, rows * 8, 0);
     add_region(&list, "params.dynatemp_range", p->dynatemp_range, rows * 4, 0);
     add_region(&list, "params.dynatemp_exponent", p->dynatemp_exponent, rows * 4, 0);
-    kiln_add_stage_regions(&list, bt, o, arrays_on_host);
+    kiln_add_stage_regions(&list, bt, o, logit_rows, arrays_on_host);
+    if (verify)
+        kiln_add_verify_regions(&list, &call->drafts, &call->verify, bt);
     if (score) {
         const uint64_t cells = rows * (uint64_t)score->num_targets;
         add_region(&list, "targets", score->targets, cells * 4, 0);
@@ -587,7 +616,7 @@ kiln_status kiln_validate_call(const kiln_sampler *sampler, const kiln_batch *ba
                                int arrays_on_host, kiln_call *call)
 {
     return validate_call(sampler, batch, params, outputs, workspace, workspace_size, stream,
-                         arrays_on_host, NULL, NULL, call);
+                         arrays_on_host, NULL, NULL, NULL, call);
 }
 
 kiln_status kiln_validate_hidden(const kiln_sampler *sampler, const kiln_lm_head *head_in,
@@ -635,7 +664,7 @@ kiln_status kiln_validate_hidden(const kiln_sampler *sampler, const kiln_lm_head
                          "head.hidden_stride = %lld is outside [hidden_size = %lld, 2^31 - 1]",
                          (long long)head->hidden_stride, (long long)head->hidden_size);
     return validate_call(sampler, batch, params, outputs, workspace, workspace_size, stream,
-                         arrays_on_host, head, NULL, call);
+                         arrays_on_host, head, NULL, NULL, call);
 }
 
 kiln_status kiln_validate_score(const kiln_sampler *sampler, const kiln_batch *batch,
@@ -644,7 +673,7 @@ kiln_status kiln_validate_score(const kiln_sampler *sampler, const kiln_batch *b
                                 int arrays_on_host, kiln_call *call)
 {
     return validate_call(sampler, batch, params, NULL, workspace, workspace_size, stream,
-                         arrays_on_host, NULL, score, call);
+                         arrays_on_host, NULL, score, NULL, call);
 }
 
 kiln_status kiln_validate_best_of_n(const float *scores, int64_t num_groups, int32_t n,
@@ -668,4 +697,18 @@ kiln_status kiln_validate_best_of_n(const float *scores, int64_t num_groups, int
     add_region(&list, "scores", scores, (uint64_t)num_groups * (uint64_t)n * 4, 0);
     add_region(&list, "best", best, (uint64_t)num_groups * 4, 1);
     return check_overlaps(&list);
+}
+
+kiln_status kiln_validate_verify(const kiln_sampler *sampler, const kiln_batch *batch,
+                                 const kiln_sampling_params *params, const kiln_drafts *drafts,
+                                 const kiln_verify_outputs *outputs, void *workspace,
+                                 size_t workspace_size, kiln_stream stream, int arrays_on_host,
+                                 kiln_call *call)
+{
+    if (!sampler)
+        return kiln_fail(KILN_ERROR_NULL_POINTER, "sampler is NULL");
+    kiln_verify_args v;
+    CHECK(kiln_copy_verify_args(drafts, outputs, &v));
+    return validate_call(sampler, batch, params, NULL, workspace, workspace_size, stream,
+                         arrays_on_host, NULL, NULL, &v, call);
 }

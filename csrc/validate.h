@@ -40,6 +40,13 @@ kiln_status kiln_validate_score(const kiln_sampler *sampler, const kiln_batch *b
                                 void *workspace, size_t workspace_size, kiln_stream stream,
                                 int arrays_on_host, kiln_call *call);
 
+/* Checks one kiln_verify_drafts call and fills `call` with is_verify set. */
+kiln_status kiln_validate_verify(const kiln_sampler *sampler, const kiln_batch *batch,
+                                 const kiln_sampling_params *params, const kiln_drafts *drafts,
+                                 const kiln_verify_outputs *outputs, void *workspace,
+                                 size_t workspace_size, kiln_stream stream, int arrays_on_host,
+                                 kiln_call *call);
+
 kiln_status kiln_validate_best_of_n(const float *scores, int64_t num_groups, int32_t n,
                                     const int32_t *best);
 

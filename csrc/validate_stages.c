@@ -2,14 +2,14 @@
 
 #include "shared/row_params.h"
 
-kiln_status kiln_validate_stage_inputs(kiln_batch *bt)
+kiln_status kiln_validate_stage_inputs(kiln_batch *bt, int64_t logit_rows)
 {
     const int64_t words = (bt->vocab_size + 31) / 32;
     if (bt->allowed_mask) {
         if (bt->allowed_mask_stride == 0)
             bt->allowed_mask_stride = words;
         if (bt->allowed_mask_stride < words ||
-            bt->allowed_mask_stride > (INT64_MAX / 4 - words) / bt->num_rows)
+            bt->allowed_mask_stride > (INT64_MAX / 4 - words) / logit_rows)
             return kiln_fail(KILN_ERROR_INVALID_SHAPE,
                              "batch.allowed_mask_stride = %lld is outside [ceil(vocab_size / 32) "
                              "= %lld, 2^63 / (rows * 4)]",
@@ -85,14 +85,14 @@ kiln_status kiln_validate_stage_outputs(const kiln_outputs *o, const kiln_config
 }
 
 void kiln_add_stage_regions(region_list *list, const kiln_batch *bt, const kiln_outputs *o,
-                            int arrays_on_host)
+                            int64_t logit_rows, int arrays_on_host)
 {
     const uint64_t rows = (uint64_t)bt->num_rows;
     const uint64_t draws = rows * (uint64_t)bt->num_samples;
     const uint64_t top = rows * (uint64_t)o->num_top_logprobs;
     if (bt->allowed_mask)
         add_region(list, "batch.allowed_mask", bt->allowed_mask,
-                   ((rows - 1) * (uint64_t)bt->allowed_mask_stride +
+                   (((uint64_t)logit_rows - 1) * (uint64_t)bt->allowed_mask_stride +
                     (uint64_t)((bt->vocab_size + 31) / 32)) * 4,
                    0);
     if (bt->logit_bias_offsets) {

@@ -8,8 +8,9 @@
 #include "validate_util.h"
 
 /* Pointer pairing, strides (the mask's is resolved in place) and alignment
- * of the mask and logit-bias inputs. */
-kiln_status kiln_validate_stage_inputs(kiln_batch *bt);
+ * of the mask and logit-bias inputs. logit_rows: rows of logits (and mask
+ * rows), num_rows but for kiln_verify_drafts. */
+kiln_status kiln_validate_stage_inputs(kiln_batch *bt, int64_t logit_rows);
 
 /* The logit-bias CSR structure and values; host-visible arrays only. */
 kiln_status kiln_validate_logit_bias_values(const kiln_batch *bt);
@@ -22,6 +23,6 @@ kiln_status kiln_validate_stage_outputs(const kiln_outputs *o, const kiln_config
  * bias ids and values are sized from the offsets only when those are host
  * memory. */
 void kiln_add_stage_regions(region_list *list, const kiln_batch *bt, const kiln_outputs *o,
-                            int arrays_on_host);
+                            int64_t logit_rows, int arrays_on_host);
 
 #endif

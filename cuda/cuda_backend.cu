@@ -177,6 +177,8 @@ static const char *unsupported_stage(const kiln_call &call)
     const kiln_outputs &o = call.outputs;
     if (call.is_score)
         return "kiln_score";
+    if (call.is_verify)
+        return "kiln_verify_drafts";
     if (bt.allowed_mask)
         return "batch.allowed_mask";
     if (bt.logit_bias_offsets)

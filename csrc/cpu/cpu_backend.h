@@ -98,6 +98,78 @@ size_t kiln_cpu_first_in_order(const float *x, int64_t V, size_t want, uint32_t 
 void kiln_cpu_ranks(const float *x, int64_t V, const int32_t *tokens, int64_t n, int32_t *ranks,
                     uint32_t *scratch_ids, uint64_t *scratch_counts);
 
+/* One thread's scratch, carved from the caller's workspace (cpu_sample.c). */
+typedef struct kiln_cpu_scratch {
+    float *x;             /* [V] the row as f32 after its edits, when it differs from the input */
+    uint64_t *w;          /* [V] masses, then inclusive prefix sums of kept masses */
+    uint32_t *marks;      /* [V] history bookkeeping, all zero between rows */
+    uint32_t *cand;       /* [V] candidate ids: the top-k set, then the kept set */
+    kiln_cpu_list tmp[2]; /* [V] each: radix-select levels; the sort path's buffers */
+} kiln_cpu_scratch;
+
+kiln_cpu_scratch kiln_cpu_scratch_for(const kiln_sampler *s, const kiln_call *call, int thread);
+
+/* Where a row's logits and edits come from: kiln_sample's row b, or one
+ * position of a kiln_verify_drafts request, whose history goes on with the
+ * drafts before it (generated tokens after the history). */
+typedef struct kiln_cpu_row_input {
+    const void *logits;  /* V logits in the batch's dtype */
+    const int32_t *mask; /* the row's words, or NULL */
+    const int32_t *bias_ids;
+    const float *bias_values;
+    int64_t bias_len;
+    const int32_t *history;
+    int64_t history_len, prompt_len;
+    const int32_t *drafts;
+    int64_t drafts_len;
+} kiln_cpu_row_input;
+
+kiln_cpu_row_input kiln_cpu_input_of(const kiln_call *c, int64_t b);
+
+enum { KILN_CPU_ROW_SAMPLE = 0, KILN_CPU_ROW_GREEDY = 1, KILN_CPU_ROW_INVALID = 2 };
+
+/* A row's final distribution, docs/semantics.md sections 1-6 (with the
+ * dynatemp temperature of section 16 in r.temperature). The kept set lives
+ * in the scratch it was computed in. */
+typedef struct kiln_cpu_dist {
+    int status;
+    const float *x; /* penalised logits */
+    float m;
+    int64_t argmax;
+    kiln_row_params r;
+    float cexp;
+    const uint32_t *ids;    /* kept ids ascending, or NULL: prefix covers every token */
+    const uint64_t *prefix; /* inclusive prefix sums of kept masses */
+    int64_t n, count;
+    uint64_t total;
+    double log_s;
+    uint64_t total_all; /* every token's mass at cexp, when have_total_all */
+    int have_total_all;
+    kiln_cpu_entropy_sums raw; /* when have_raw: the T = 1 sums */
+    int have_raw;
+} kiln_cpu_dist;
+
+/* want_raw: compute the T = 1 entropy sums even without dynatemp. */
+void kiln_cpu_distribution(const kiln_sampler *s, const kiln_call *c, const kiln_cpu_row_input *in,
+                           kiln_row_params r, int want_raw, kiln_cpu_scratch *sc,
+                           kiln_cpu_dist *d);
+
+/* First entry whose inclusive prefix exceeds r (prefix[n-1] > r holds). */
+int64_t kiln_cpu_upper_bound(const uint64_t *prefix, int64_t n, uint64_t r);
+
+/* The kept token a draw's 64 bits u select (section 7). */
+int64_t kiln_cpu_draw(const kiln_cpu_dist *d, uint64_t u);
+
+/* The kept mass of token v (0 if not kept). */
+uint64_t kiln_cpu_kept_mass(const kiln_cpu_dist *d, int64_t v);
+
+/* kiln_verify_drafts (cpu_verify.c); fails only on a draft-probability row
+ * found bad at a rejection, before anything is written. */
+kiln_status kiln_cpu_verify(const kiln_sampler *s, const kiln_call *c);
+/* Its share of the workspace, after the threads' scratch. */
+size_t kiln_cpu_verify_bytes(const kiln_config *cfg);
+char *kiln_cpu_verify_area(const kiln_sampler *s, const kiln_call *c);
+
 /* Scratch a row's later stages may use once its kept set is consumed: each
  * array holds V entries (out_ids 2 V). */
 typedef struct kiln_cpu_work {
@@ -136,9 +208,11 @@ void kiln_cpu_write_invalid_extras(const kiln_call *c, int64_t b);
 void kiln_cpu_score_row(const kiln_call *c, int64_t b, const float *x, float m,
                         kiln_cpu_work *wk);
 
-/* Applies the penalties of one row's history to its logits `x` in place.
+/* Applies the penalties of one row's history to its logits `x` in place;
+ * more_generated[0..more_len) continue the history as generated tokens.
  * `marks` is a V-entry array that must be all zero and is left all zero. */
 void kiln_cpu_apply_history(float *x, uint32_t *marks, const int32_t *ids, int64_t len,
-                            int64_t prompt_len, const kiln_row_params *r);
+                            int64_t prompt_len, const int32_t *more_generated, int64_t more_len,
+                            const kiln_row_params *r);
 
 #endif

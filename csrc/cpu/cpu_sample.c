@@ -8,15 +8,9 @@
 #include "fp_mode.h"
 #include "../shared/numerics.h"
 #include "../shared/philox.h"
+#include "../shared/speculative.h"
 
-/* One thread's scratch, carved from the caller's workspace. */
-typedef struct scratch {
-    float *x;             /* [V] the row as f32 after penalties, when it differs from the input */
-    uint64_t *w;          /* [V] masses, then inclusive prefix sums of kept masses */
-    uint32_t *marks;      /* [V] history bookkeeping, all zero between rows */
-    uint32_t *cand;       /* [V] candidate ids: the top-k set, then the kept set */
-    kiln_cpu_list tmp[2]; /* [V] each: radix-select levels; the sort path's buffers */
-} scratch;
+typedef kiln_cpu_scratch scratch;
 
 /* The kept set of a row: either dense (prefix over all V tokens, ids NULL)
  * or sparse (ascending ids with the prefix alongside). */
@@ -43,20 +37,28 @@ static size_t round_up(size_t v)
     return (v + KILN_WORKSPACE_ALIGN - 1) / KILN_WORKSPACE_ALIGN * KILN_WORKSPACE_ALIGN;
 }
 
+/* marks are always there: kiln_verify_drafts' drafts are a history even for
+ * a sampler created with max_history = 0. */
 static size_t scratch_bytes(const kiln_config *cfg)
 {
     size_t v = (size_t)cfg->max_vocab;
-    size_t marks = cfg->max_history > 0 ? round_up(v * 4) : 0;
-    return round_up(v * 4) + round_up(v * 8) + marks + round_up(v * 4) +
+    return round_up(v * 4) + round_up(v * 8) + round_up(v * 4) + round_up(v * 4) +
            2 * (round_up(v * 4) + round_up(v * 8));
 }
 
 size_t kiln_cpu_workspace_size(const kiln_config *cfg)
 {
-    return KILN_WORKSPACE_ALIGN + (size_t)cfg->num_threads * scratch_bytes(cfg);
+    return KILN_WORKSPACE_ALIGN + (size_t)cfg->num_threads * scratch_bytes(cfg) +
+           kiln_cpu_verify_bytes(cfg);
 }
 
-static scratch scratch_for(const kiln_sampler *s, const kiln_call *call, int thread)
+char *kiln_cpu_verify_area(const kiln_sampler *s, const kiln_call *call)
+{
+    return kiln_workspace_base(call->workspace) +
+           (size_t)s->config.num_threads * scratch_bytes(&s->config);
+}
+
+kiln_cpu_scratch kiln_cpu_scratch_for(const kiln_sampler *s, const kiln_call *call, int thread)
 {
     const kiln_config *cfg = &s->config;
     size_t v = (size_t)cfg->max_vocab;
@@ -68,11 +70,8 @@ static scratch scratch_for(const kiln_sampler *s, const kiln_call *call, int thr
     p += round_up(v * 4);
     sc.w = (uint64_t *)p;
     p += round_up(v * 8);
-    sc.marks = NULL;
-    if (cfg->max_history > 0) {
-        sc.marks = (uint32_t *)p;
-        p += round_up(v * 4);
-    }
+    sc.marks = (uint32_t *)p;
+    p += round_up(v * 4);
     sc.cand = (uint32_t *)p;
     p += round_up(v * 4);
     for (int i = 0; i < 2; ++i) {
@@ -113,48 +112,68 @@ static void write_invalid_row(const kiln_call *c, int64_t b)
     kiln_cpu_write_invalid_extras(c, b);
 }
 
+kiln_cpu_row_input kiln_cpu_input_of(const kiln_call *c, int64_t b)
+{
+    const kiln_batch *bt = &c->batch;
+    kiln_cpu_row_input in;
+    in.logits = (const char *)bt->logits +
+                (size_t)(b * bt->row_stride) * (bt->dtype == KILN_DTYPE_F32 ? 4 : 2);
+    in.mask = bt->allowed_mask ? bt->allowed_mask + b * bt->allowed_mask_stride : NULL;
+    in.bias_len = 0;
+    in.bias_ids = NULL;
+    in.bias_values = NULL;
+    if (bt->logit_bias_offsets) {
+        const int64_t at = bt->logit_bias_offsets[b];
+        in.bias_len = bt->logit_bias_offsets[b + 1] - at;
+        in.bias_ids = bt->logit_bias_ids + at;
+        in.bias_values = bt->logit_bias_values + at;
+    }
+    in.history = NULL;
+    in.history_len = in.prompt_len = 0;
+    if (bt->history_offsets) {
+        const int64_t at = bt->history_offsets[b];
+        in.history = bt->history_ids + at;
+        in.history_len = bt->history_offsets[b + 1] - at;
+        in.prompt_len = bt->prompt_lengths ? bt->prompt_lengths[b] : 0;
+    }
+    in.drafts = NULL;
+    in.drafts_len = 0;
+    return in;
+}
+
 /* The row as f32 with the logit edits of docs/semantics.md section 1 (mask,
  * bias, penalties) applied; returns the input itself when it is already f32
  * and no edit changes it. */
-static const float *load_row(const kiln_call *c, int64_t b, const kiln_row_params *r,
-                             scratch *sc)
+static const float *load_row(const kiln_call *c, const kiln_cpu_row_input *in,
+                             const kiln_row_params *r, scratch *sc)
 {
     const kiln_batch *bt = &c->batch;
     const int64_t V = bt->vocab_size;
-    const int64_t hist_len =
-        bt->history_offsets ? bt->history_offsets[b + 1] - bt->history_offsets[b] : 0;
-    const int penalised =
-        hist_len > 0 && (r->repetition != 1.0f || r->presence != 0.0f || r->frequency != 0.0f);
-    const int64_t bias_len =
-        bt->logit_bias_offsets ? bt->logit_bias_offsets[b + 1] - bt->logit_bias_offsets[b] : 0;
-    const int edited = penalised || bias_len > 0 || bt->allowed_mask;
+    const int penalised = in->history_len + in->drafts_len > 0 &&
+                          (r->repetition != 1.0f || r->presence != 0.0f || r->frequency != 0.0f);
+    const int edited = penalised || in->bias_len > 0 || in->mask;
     float *x = sc->x;
     if (bt->dtype == KILN_DTYPE_F32) {
-        const float *in = (const float *)bt->logits + b * bt->row_stride;
+        const float *f = (const float *)in->logits;
         if (!edited)
-            return in;
-        memcpy(x, in, (size_t)V * sizeof(float));
+            return f;
+        memcpy(x, f, (size_t)V * sizeof(float));
     } else {
-        const uint16_t *in = (const uint16_t *)bt->logits + b * bt->row_stride;
+        const uint16_t *h = (const uint16_t *)in->logits;
         if (bt->dtype == KILN_DTYPE_F16)
             for (int64_t i = 0; i < V; ++i)
-                x[i] = kiln_f16_to_f32(in[i]);
+                x[i] = kiln_f16_to_f32(h[i]);
         else
             for (int64_t i = 0; i < V; ++i)
-                x[i] = kiln_bf16_to_f32(in[i]);
+                x[i] = kiln_bf16_to_f32(h[i]);
     }
-    if (bt->allowed_mask)
-        kiln_cpu_apply_mask(x, bt->allowed_mask + b * bt->allowed_mask_stride, V);
-    if (bias_len > 0) {
-        const int64_t at = bt->logit_bias_offsets[b];
-        kiln_cpu_apply_logit_bias(x, bt->logit_bias_ids + at, bt->logit_bias_values + at,
-                                  bias_len);
-    }
-    if (penalised) {
-        int64_t prompt = bt->prompt_lengths ? bt->prompt_lengths[b] : 0;
-        kiln_cpu_apply_history(x, sc->marks, bt->history_ids + bt->history_offsets[b], hist_len,
-                               prompt, r);
-    }
+    if (in->mask)
+        kiln_cpu_apply_mask(x, in->mask, V);
+    if (in->bias_len > 0)
+        kiln_cpu_apply_logit_bias(x, in->bias_ids, in->bias_values, in->bias_len);
+    if (penalised)
+        kiln_cpu_apply_history(x, sc->marks, in->history, in->history_len, in->prompt_len,
+                               in->drafts, in->drafts_len, r);
     return x;
 }
 
@@ -306,7 +325,7 @@ static kept_set keep_top_k_select(const float *x, int64_t V, int64_t k, const ki
 /* --------------------------------------------------------------- a row */
 
 /* First entry whose inclusive prefix exceeds r (prefix[n-1] > r holds). */
-static int64_t upper_bound(const uint64_t *prefix, int64_t n, uint64_t r)
+int64_t kiln_cpu_upper_bound(const uint64_t *prefix, int64_t n, uint64_t r)
 {
     int64_t lo = 0, hi = n - 1;
     while (lo < hi) {
@@ -354,13 +373,19 @@ static void write_greedy_row(const kiln_call *c, int64_t b, const float *x, floa
     kiln_cpu_write_extras(c, b, &st, &wk);
 }
 
-static void sample_row(const kiln_sampler *s, const kiln_call *c, int64_t b, scratch *sc)
+void kiln_cpu_distribution(const kiln_sampler *s, const kiln_call *c, const kiln_cpu_row_input *in,
+                           kiln_row_params r, int want_raw, scratch *sc, kiln_cpu_dist *d)
 {
-    const kiln_batch *bt = &c->batch;
-    const kiln_outputs *o = &c->outputs;
-    const int64_t V = bt->vocab_size, n = bt->num_samples;
-    kiln_row_params r = kiln_row_params_at(&c->params, b);
-    const float *x = load_row(c, b, &r, sc);
+    const int64_t V = c->batch.vocab_size;
+    const float *x = load_row(c, in, &r, sc);
+    d->x = x;
+    d->have_raw = 0;
+    d->have_total_all = 0;
+    d->ids = NULL;
+    d->prefix = NULL;
+    d->n = d->count = 0;
+    d->total = 0;
+    d->log_s = 0.0;
 
     /* NaN sorts above +inf or below -inf in key order, so the key range
      * answers validity; the max logit is the first token with the top key. */
@@ -368,7 +393,7 @@ static void sample_row(const kiln_sampler *s, const kiln_call *c, int64_t b, scr
     kiln_cpu_key_range(x, V, &min_key, &max_key);
     const uint32_t key_pos_inf = 0xFF800000u, key_neg_inf = 0x007FFFFFu;
     if (max_key >= key_pos_inf || min_key < key_neg_inf || max_key == key_neg_inf) {
-        write_invalid_row(c, b);
+        d->status = KILN_CPU_ROW_INVALID;
         return;
     }
     /* the float whose key is max_key (+0 for the key of zero, which -0
@@ -376,35 +401,32 @@ static void sample_row(const kiln_sampler *s, const kiln_call *c, int64_t b, scr
     const float top = kiln_f32_from_bits(max_key & 0x80000000u ? max_key & 0x7FFFFFFFu : ~max_key);
     const int64_t argmax = kiln_cpu_find_first(x, V, top);
     const float m = x[argmax];
-    if (c->is_score) {
-        kiln_cpu_work wk = work_for(sc);
-        kiln_cpu_score_row(c, b, x, m, &wk);
-        return;
-    }
-    /* The raw distribution's entropy sums, for dynatemp and raw_entropy
+    d->argmax = argmax;
+    d->m = m;
+    /* The raw distribution's entropy sums, for dynatemp and the raw entropy
      * (docs/semantics.md sections 15 and 16); they give S1 too. */
-    kiln_cpu_entropy_sums raw_sums;
-    const kiln_cpu_entropy_sums *raw = NULL;
-    if (kiln_dynatemp_on(&r) || o->raw_entropy) {
-        raw_sums = kiln_cpu_entropy_all(x, V, m, KILN_LOG2E_F);
-        raw = &raw_sums;
+    if (kiln_dynatemp_on(&r) || want_raw) {
+        d->raw = kiln_cpu_entropy_all(x, V, m, KILN_LOG2E_F);
+        d->have_raw = 1;
         if (kiln_dynatemp_on(&r))
             r.temperature =
                 kiln_dynatemp(r.temperature, r.dynatemp_range, r.dynatemp_exponent,
-                              kiln_entropy_nats(raw->mass, raw->exponent), raw->count);
+                              kiln_entropy_nats(d->raw.mass, d->raw.exponent), d->raw.count);
     }
+    d->r = r;
     if (r.temperature == 0.0f) {
-        write_greedy_row(c, b, x, m, argmax, raw, sc);
+        d->status = KILN_CPU_ROW_GREEDY;
+        d->cexp = 0.0f;
+        d->count = 1;
         return;
     }
+    d->status = KILN_CPU_ROW_SAMPLE;
     const int64_t k = kiln_effective_top_k(r.top_k, V);
     const int top_k_select = k < V && s->config.algorithm != KILN_ALGORITHM_SORT;
-
     const float cexp = kiln_exp2_factor(r.temperature);
     const uint64_t min_mass = r.min_p > 0.0f ? kiln_ceil_scale(r.min_p, KILN_MASS_ONE) : 0;
     const uint64_t lo = min_mass > 0 ? min_mass : 1;
     const int ordered = k < V || r.top_p < 1.0f;
-    /* total over every token at cexp, when a path computes it (else 0) */
     uint64_t total_all = 0;
     int have_total_all = 1;
     kept_set ks;
@@ -422,40 +444,107 @@ static void sample_row(const kiln_sampler *s, const kiln_call *c, int64_t b, scr
             x, NULL, sc->w, (size_t)V, kiln_ceil_scale(r.top_p, total_all), &sc->tmp[0], &sc->tmp[1]);
         ks = keep_before_cut(x, V, lo, cut, sc->w);
     }
+    d->cexp = cexp;
+    d->ids = ks.ids;
+    d->prefix = ks.prefix;
+    d->n = ks.n;
+    d->count = ks.count;
+    d->total = ks.total;
+    d->log_s = kiln_log_mass(ks.total);
+    d->total_all = total_all;
+    d->have_total_all = have_total_all;
+}
 
+int64_t kiln_cpu_draw(const kiln_cpu_dist *d, uint64_t u)
+{
+    if (d->status == KILN_CPU_ROW_GREEDY)
+        return d->argmax;
+    const int64_t at = kiln_cpu_upper_bound(d->prefix, d->n, kiln_scale_draw(u, d->total));
+    return d->ids ? (int64_t)d->ids[at] : at;
+}
+
+uint64_t kiln_cpu_kept_mass(const kiln_cpu_dist *d, int64_t v)
+{
+    if (d->status == KILN_CPU_ROW_GREEDY)
+        return v == d->argmax;
+    int64_t at = v;
+    if (d->ids) {
+        int64_t lo = 0, hi = d->n;
+        while (lo < hi) {
+            const int64_t mid = lo + (hi - lo) / 2;
+            if (d->ids[mid] < (uint32_t)v)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo == d->n || d->ids[lo] != (uint32_t)v)
+            return 0;
+        at = lo;
+    }
+    return d->prefix[at] - (at ? d->prefix[at - 1] : 0);
+}
+
+static void sample_row(const kiln_sampler *s, const kiln_call *c, int64_t b, scratch *sc)
+{
+    const kiln_batch *bt = &c->batch;
+    const kiln_outputs *o = &c->outputs;
+    const int64_t V = bt->vocab_size, n = bt->num_samples;
+    const kiln_cpu_row_input in = kiln_cpu_input_of(c, b);
+    kiln_row_params r0 = kiln_row_params_at(&c->params, b);
+    if (c->is_score) {
+        /* kiln_score reads the penalties only: the raw distribution */
+        r0.temperature = 0.0f;
+        r0.dynatemp_range = 0.0f;
+    }
+    kiln_cpu_dist d;
+    kiln_cpu_distribution(s, c, &in, r0, !c->is_score && o->raw_entropy != NULL, sc, &d);
+    if (d.status == KILN_CPU_ROW_INVALID) {
+        write_invalid_row(c, b);
+        return;
+    }
+    const float *x = d.x;
+    const float m = d.m;
+    const kiln_cpu_entropy_sums *raw = d.have_raw ? &d.raw : NULL;
+    if (c->is_score) {
+        kiln_cpu_work wk = work_for(sc);
+        kiln_cpu_score_row(c, b, x, m, &wk);
+        return;
+    }
+    if (d.status == KILN_CPU_ROW_GREEDY) {
+        write_greedy_row(c, b, x, m, d.argmax, raw, sc);
+        return;
+    }
+    const kiln_row_params *r = &d.r;
     double log_s1 = 0.0;
     if (o->raw_logprobs)
-        log_s1 = kiln_log_mass(raw                                  ? raw->mass
-                               : cexp == KILN_LOG2E_F && have_total_all ? total_all
+        log_s1 = kiln_log_mass(raw                                      ? raw->mass
+                               : d.cexp == KILN_LOG2E_F && d.have_total_all ? d.total_all
                                    : kiln_cpu_mass_sum(x, V, m, KILN_LOG2E_F));
-    const double log_s = kiln_log_mass(ks.total);
     for (int64_t j = 0; j < n; ++j) {
-        const uint64_t u = kiln_philox_draw64(r.seed, (uint64_t)j, r.offset);
-        const int64_t at = upper_bound(ks.prefix, ks.n, kiln_scale_draw(u, ks.total));
-        const int64_t t = ks.ids ? (int64_t)ks.ids[at] : at;
+        const int64_t t = kiln_cpu_draw(&d, kiln_philox_draw64(r->seed, (uint64_t)j, r->offset));
         o->tokens[b * n + j] = (int32_t)t;
         if (o->logprobs)
-            o->logprobs[b * n + j] = kiln_logprob(x[t], m, r.temperature, log_s);
+            o->logprobs[b * n + j] = kiln_logprob(x[t], m, r->temperature, d.log_s);
         if (o->raw_logprobs)
             o->raw_logprobs[b * n + j] = kiln_logprob(x[t], m, 1.0f, log_s1);
     }
     if (o->probs) {
         float *pr = o->probs + b * o->probs_row_stride;
-        const double inv = 1.0 / kiln_u64_to_f64(ks.total);
-        if (ks.ids)
+        const double inv = 1.0 / kiln_u64_to_f64(d.total);
+        if (d.ids)
             memset(pr, 0, (size_t)V * sizeof(float));
         uint64_t prev = 0;
-        for (int64_t j = 0; j < ks.n; ++j) {
-            pr[ks.ids ? ks.ids[j] : j] = kiln_prob(ks.prefix[j] - prev, inv);
-            prev = ks.prefix[j];
+        for (int64_t j = 0; j < d.n; ++j) {
+            pr[d.ids ? d.ids[j] : j] = kiln_prob(d.prefix[j] - prev, inv);
+            prev = d.prefix[j];
         }
     }
     if (o->kept_counts)
-        o->kept_counts[b] = (int32_t)ks.count;
+        o->kept_counts[b] = (int32_t)d.count;
     if (o->valid)
         o->valid[b] = 1;
-    const kiln_cpu_row_state st = { x,     m,         r.temperature, cexp,     argmax, ks.ids,
-                                    ks.prefix, ks.n, ks.count,    log_s, raw };
+    const kiln_cpu_row_state st = { x,        m,   r->temperature, d.cexp,  d.argmax, d.ids,
+                                    d.prefix, d.n, d.count,        d.log_s, raw };
     kiln_cpu_work wk = work_for(sc);
     kiln_cpu_write_extras(c, b, &st, &wk);
 }
@@ -474,7 +563,7 @@ void kiln_cpu_sample(const kiln_sampler *s, const kiln_call *c)
         const int t = 0;
 #endif
         const kiln_fp_mode fp = kiln_fp_mode_enter();
-        scratch sc = scratch_for(s, c, t);
+        scratch sc = kiln_cpu_scratch_for(s, c, t);
         if (has_history)
             memset(sc.marks, 0, (size_t)c->batch.vocab_size * sizeof(uint32_t));
 #ifdef _OPENMP

@@ -223,9 +223,10 @@ KILN_HD uint64_t kiln_mulhi64(uint64_t a, uint64_t b)
 #endif
 }
 
-/* ceil(p * s) exactly, for finite 0 <= p <= 1. p = man * 2^e with a 24-bit
- * integer man, so the product is an 88-bit integer shifted right. */
-KILN_HD uint64_t kiln_ceil_scale(float p, uint64_t s)
+/* p * s for finite 0 <= p <= 1 as floor(p * s) and whether a fraction was
+ * dropped. p = man * 2^e with a 24-bit integer man, so the product is an
+ * 88-bit integer shifted right. */
+KILN_HD uint64_t kiln_scale_parts(float p, uint64_t s, int *inexact)
 {
     uint32_t bits = kiln_f32_bits(p) & 0x7FFFFFFFu;
     uint32_t bexp = bits >> 23;
@@ -245,7 +246,23 @@ KILN_HD uint64_t kiln_ceil_scale(float p, uint64_t s)
         quot = 0;
         rem = lo | hi;
     }
-    return quot + (rem != 0);
+    *inexact = rem != 0;
+    return quot;
+}
+
+/* ceil(p * s) exactly, for finite 0 <= p <= 1 (top-p's need, min-p's bound). */
+KILN_HD uint64_t kiln_ceil_scale(float p, uint64_t s)
+{
+    int inexact;
+    const uint64_t q = kiln_scale_parts(p, s, &inexact);
+    return q + (uint64_t)inexact;
+}
+
+/* floor(p * s) exactly, for finite 0 <= p <= 1 (quantised draft masses). */
+KILN_HD uint64_t kiln_floor_scale(float p, uint64_t s)
+{
+    int inexact;
+    return kiln_scale_parts(p, s, &inexact);
 }
 
 /* r in [0, total) from 64 uniform bits: floor(u * total / 2^64). Every value

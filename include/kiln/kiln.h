@@ -380,6 +380,75 @@ KILN_API kiln_status kiln_score(kiln_sampler *sampler, const kiln_batch *batch,
                                 int32_t num_targets, const kiln_score_outputs *outputs,
                                 void *workspace, size_t workspace_size, kiln_stream stream);
 
+/* ---------------------------------------------------- speculative decoding */
+
+/* The draft tokens kiln_verify_drafts checks, per request b of B. Start from
+ * KILN_DRAFTS_INIT.
+ * draft_ids     [B, K] backend memory: request b's drafts are its first K_b
+ *               entries, ids in [0, V); the rest are not read.
+ * num_drafts    [B] backend memory, K_b in [0, K]; NULL: every K_b is K.
+ * draft_probs   [B, K, draft_probs_stride] f32 backend memory: the draft
+ *               model's distribution q at each draft position (values in
+ *               [0, 1], q(draft) > 0); NULL: one-hot drafts (n-gram or
+ *               greedy proposers). Only q at the drafts and the row of the
+ *               first rejected position are read. */
+typedef struct kiln_drafts {
+    size_t struct_size;         /* sizeof(kiln_drafts) */
+    int32_t max_drafts;         /* K >= 0 */
+    const int32_t *draft_ids;   /* [B, K] backend memory */
+    const int32_t *num_drafts;  /* [B] backend memory, or NULL */
+    const float *draft_probs;   /* [B, K, draft_probs_stride] backend memory, or NULL */
+    int64_t draft_probs_stride; /* elements between distributions, >= V; 0 means V */
+} kiln_drafts;
+
+#define KILN_DRAFTS_INIT { sizeof(kiln_drafts), 0, NULL, NULL, NULL, 0 }
+
+/* What kiln_verify_drafts writes; backend memory, none may overlap another
+ * buffer of the call. Start from KILN_VERIFY_OUTPUTS_INIT. Only tokens is
+ * required.
+ * tokens        [B, K + 1]  the accepted drafts, then the correction (at the
+ *                           first rejection) or the bonus token, then -1
+ * num_accepted  [B]         accepted drafts (0 if invalid)
+ * logprobs      [B, K + 1]  log-probability of each emitted token under the
+ *                           target distribution at its position; NaN past it
+ * valid         [B]         1, or 0 for an invalid request (tokens all -1) */
+typedef struct kiln_verify_outputs {
+    size_t struct_size; /* sizeof(kiln_verify_outputs) */
+    int32_t *tokens;
+    int32_t *num_accepted;
+    float *logprobs;
+    uint8_t *valid;
+} kiln_verify_outputs;
+
+#define KILN_VERIFY_OUTPUTS_INIT { sizeof(kiln_verify_outputs), NULL, NULL, NULL, NULL }
+
+/* Verifies draft tokens by exact rejection sampling (Leviathan et al. 2023;
+ * Chen et al. 2023) against kiln's own final distribution at every
+ * position: the same bytes kiln_sample's filters give that row, so the
+ * emitted tokens follow the target distribution (docs/semantics.md section
+ * 19 states exactly how, given the quantised draft probabilities).
+ * batch: B = num_rows requests; batch.logits holds B * (K + 1) target rows,
+ *   row (b, i) at index b * (K + 1) + i, each row_stride apart, and
+ *   B * (K + 1) must be at most the sampler's max_batch. The history,
+ *   prompt lengths and logit bias are per request (num_rows + 1 offsets);
+ *   at position i the history also holds drafts 0..i-1 as generated tokens.
+ *   allowed_mask, when given, has a row per target row (B * (K + 1) rows).
+ *   num_samples must be 1.
+ * params: per request; seed and offset as for kiln_sample. With K_b = 0 the
+ *   call returns kiln_sample's token and log-probability for the same row,
+ *   seed and offset; after a step, advancing offset by num_accepted + 1
+ *   never reuses random bits.
+ * Same validity, bad-input and stream rules as kiln_sample (device-resident
+ * drafts or draft probabilities that are out of range make their request
+ * invalid on the CUDA backend).
+ * Errors: NULL_POINTER, INVALID_SHAPE, INVALID_PARAMETER, MISALIGNED, OVERLAP,
+ * WORKSPACE_TOO_SMALL, CUDA. */
+KILN_API kiln_status kiln_verify_drafts(kiln_sampler *sampler, const kiln_batch *batch,
+                                        const kiln_sampling_params *params,
+                                        const kiln_drafts *drafts,
+                                        const kiln_verify_outputs *outputs, void *workspace,
+                                        size_t workspace_size, kiln_stream stream);
+
 /* ---------------------------------------------------- sampling from hidden */
 
 /* The LM head of kiln_sample_hidden: logits[b, v] = sum_h hidden[b, h] *
