@@ -73,6 +73,8 @@ void kiln_cpu_sort_desc(uint32_t **key, uint32_t **id, uint32_t **key_tmp, uint3
 /* The logit edits before the penalties (cpu_logit_edits.c): tokens whose bit
  * in `words` is clear become -inf; then x[ids[i]] += values[i] in order. */
 void kiln_cpu_apply_mask(float *x, const int32_t *words, int64_t n);
+/* dst[i] = src[i], or -inf where the bit is clear (dst may equal src). */
+void kiln_cpu_copy_masked(float *dst, const float *src, const int32_t *words, int64_t n);
 void kiln_cpu_apply_logit_bias(float *x, const int32_t *ids, const float *values, int64_t n);
 
 /* The entropy sums of docs/semantics.md section 15 (cpu_entropy.c). */

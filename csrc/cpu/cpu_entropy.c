@@ -43,11 +43,10 @@ kiln_cpu_entropy_sums kiln_cpu_entropy_prefix(const float *x, const uint32_t *id
     for (int64_t j = 0; j < n; ++j) {
         const uint64_t w = prefix[j] - prev;
         prev = prefix[j];
-        if (!w)
-            continue;
+        /* w = 0 (not kept) adds nothing; no branch, kept patterns can be random */
         const float xi = x[ids ? ids[j] : (uint32_t)j];
         const uint64_t t = w * (uint64_t)kiln_mass_exponent(xi, m, c);
-        count += 1;
+        count += w != 0;
         hi += t >> 32;
         lo += t & 0xFFFFFFFFu;
     }

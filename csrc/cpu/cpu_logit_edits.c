@@ -3,17 +3,36 @@
 #include "cpu_backend.h"
 #include "../shared/numerics.h"
 
-/* A disallowed token becomes -inf whatever it held: a select on the bit,
- * 32 tokens per word, which vectorises. */
-void kiln_cpu_apply_mask(float *x, const int32_t *words, int64_t n)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(KILN_NO_CLONES)
+#define KILN_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
+#define KILN_CLONES
+#endif
+
+/* A disallowed token becomes -inf whatever it held: a select on the bit.
+ * Whole words have a fixed trip count of 32, which vectorises (variable
+ * shifts); only the last partial word is scalar. */
+static inline void mask_word(float *dst, const float *src, uint32_t bits)
 {
     const float neg_inf = -__builtin_inff();
-    for (int64_t w = 0; w * 32 < n; ++w) {
-        const uint32_t bits = (uint32_t)words[w];
-        const int64_t base = w * 32, end = base + 32 < n ? base + 32 : n;
-        for (int64_t i = base; i < end; ++i)
-            x[i] = (bits >> (i - base)) & 1u ? x[i] : neg_inf;
-    }
+    for (int j = 0; j < 32; ++j)
+        dst[j] = (bits >> j) & 1u ? src[j] : neg_inf;
+}
+
+KILN_CLONES
+void kiln_cpu_copy_masked(float *dst, const float *src, const int32_t *words, int64_t n)
+{
+    const int64_t full = n / 32;
+    for (int64_t w = 0; w < full; ++w)
+        mask_word(dst + w * 32, src + w * 32, (uint32_t)words[w]);
+    const float neg_inf = -__builtin_inff();
+    for (int64_t i = full * 32; i < n; ++i)
+        dst[i] = ((uint32_t)words[full] >> (i - full * 32)) & 1u ? src[i] : neg_inf;
+}
+
+void kiln_cpu_apply_mask(float *x, const int32_t *words, int64_t n)
+{
+    kiln_cpu_copy_masked(x, x, words, n);
 }
 
 /* In the order given, so an id listed twice gets both additions in that

@@ -157,7 +157,10 @@ static const float *load_row(const kiln_call *c, const kiln_cpu_row_input *in,
         const float *f = (const float *)in->logits;
         if (!edited)
             return f;
-        memcpy(x, f, (size_t)V * sizeof(float));
+        if (in->mask)
+            kiln_cpu_copy_masked(x, f, in->mask, V); /* copy and mask in one pass */
+        else
+            memcpy(x, f, (size_t)V * sizeof(float));
     } else {
         const uint16_t *h = (const uint16_t *)in->logits;
         if (bt->dtype == KILN_DTYPE_F16)
@@ -167,7 +170,7 @@ static const float *load_row(const kiln_call *c, const kiln_cpu_row_input *in,
             for (int64_t i = 0; i < V; ++i)
                 x[i] = kiln_bf16_to_f32(h[i]);
     }
-    if (in->mask)
+    if (in->mask && bt->dtype != KILN_DTYPE_F32)
         kiln_cpu_apply_mask(x, in->mask, V);
     if (in->bias_len > 0)
         kiln_cpu_apply_logit_bias(x, in->bias_ids, in->bias_values, in->bias_len);
@@ -193,10 +196,12 @@ static kept_set keep_unordered(const float *x, int64_t V, float m, float cexp, u
     *total_all = kiln_cpu_masses(x, V, m, cexp, w);
     uint64_t run = 0;
     int64_t count = 0;
+    /* masks as arithmetic, not branches: masked or filtered tokens can make
+     * the kept pattern random (a grammar mask) and mispredict every other */
     for (int64_t i = 0; i < V; ++i) {
-        const int kept = w[i] >= lo;
-        count += kept;
-        run += kept ? w[i] : 0;
+        const uint64_t kept = (uint64_t)(w[i] >= lo);
+        count += (int64_t)kept;
+        run += w[i] & (0 - kept);
         w[i] = run;
     }
     kept_set k = { NULL, w, V, count, run };
@@ -211,9 +216,11 @@ static kept_set keep_before_cut(const float *x, int64_t V, uint64_t lo, kiln_cpu
     uint64_t run = 0;
     int64_t count = 0;
     for (int64_t i = 0; i < V; ++i) {
-        const int kept = w[i] >= lo && in_prefix(x[i], (uint32_t)i, cut);
-        count += kept;
-        run += kept ? w[i] : 0;
+        const uint32_t k = kiln_order_key(x[i]);
+        const uint64_t kept = (uint64_t)((w[i] >= lo) &
+                                         ((k > cut.key) | ((k == cut.key) & ((uint32_t)i <= cut.id))));
+        count += (int64_t)kept;
+        run += w[i] & (0 - kept);
         w[i] = run;
     }
     kept_set k = { NULL, w, V, count, run };
