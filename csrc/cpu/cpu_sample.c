@@ -5,6 +5,8 @@
 #endif
 
 #include "cpu_backend.h"
+#include "cpu_kept.h"
+#include "cpu_row.h"
 #include "fp_mode.h"
 #include "../shared/numerics.h"
 #include "../shared/philox.h"
@@ -111,10 +113,10 @@ static void write_invalid_row(const kiln_call *c, int64_t b)
         o->valid[b] = 0;
 }
 
-/* The row as f32 with penalties applied; returns the input itself when it is
- * already f32 and no penalty changes it. */
-static const float *load_row(const kiln_call *c, int64_t b, const kiln_row_params *r,
-                             scratch *sc)
+/* Stage 1, load: the row as the passes read it. f32 and bf16 rows are read
+ * in place; an f16 row is converted to f32 and a row that penalties change
+ * is copied as f32 into the scratch, then penalised. */
+static kiln_cpu_row load_row(const kiln_call *c, int64_t b, const kiln_row_params *r, scratch *sc)
 {
     const kiln_batch *bt = &c->batch;
     const int64_t V = bt->vocab_size;
@@ -122,27 +124,40 @@ static const float *load_row(const kiln_call *c, int64_t b, const kiln_row_param
         bt->history_offsets ? bt->history_offsets[b + 1] - bt->history_offsets[b] : 0;
     const int penalised =
         hist_len > 0 && (r->repetition != 1.0f || r->presence != 0.0f || r->frequency != 0.0f);
-    float *x = sc->x;
-    if (bt->dtype == KILN_DTYPE_F32) {
-        const float *in = (const float *)bt->logits + b * bt->row_stride;
-        if (!penalised)
-            return in;
-        memcpy(x, in, (size_t)V * sizeof(float));
-    } else {
+    kiln_cpu_row row;
+    row.n = V;
+    row.bf16 = 0;
+    if (bt->dtype == KILN_DTYPE_F16) {
         const uint16_t *in = (const uint16_t *)bt->logits + b * bt->row_stride;
-        if (bt->dtype == KILN_DTYPE_F16)
-            for (int64_t i = 0; i < V; ++i)
-                x[i] = kiln_f16_to_f32(in[i]);
-        else
-            for (int64_t i = 0; i < V; ++i)
-                x[i] = kiln_bf16_to_f32(in[i]);
+        for (int64_t i = 0; i < V; ++i)
+            sc->x[i] = kiln_f16_to_f32(in[i]);
+        row.data = sc->x;
+    } else {
+        row.data = (const char *)bt->logits +
+                   (size_t)(b * bt->row_stride) * (bt->dtype == KILN_DTYPE_F32 ? 4u : 2u);
+        row.bf16 = bt->dtype == KILN_DTYPE_BF16;
+        if (penalised) {
+            kiln_cpu_row_to_f32(&row, sc->x);
+            row.data = sc->x;
+            row.bf16 = 0;
+        }
     }
     if (penalised) {
         int64_t prompt = bt->prompt_lengths ? bt->prompt_lengths[b] : 0;
-        kiln_cpu_apply_history(x, sc->marks, bt->history_ids + bt->history_offsets[b], hist_len,
+        kiln_cpu_apply_history(sc->x, sc->marks, bt->history_ids + bt->history_offsets[b], hist_len,
                                prompt, r);
     }
-    return x;
+    return row;
+}
+
+/* The row as f32 for the paths that index logits directly (the sort path,
+ * top-k select, top-p): the row itself, or its bf16 widened into scratch. */
+static const float *row_f32(const kiln_cpu_row *row, scratch *sc)
+{
+    if (!row->bf16)
+        return (const float *)row->data;
+    kiln_cpu_row_to_f32(row, sc->x);
+    return sc->x;
 }
 
 static int in_prefix(float x, uint32_t id, kiln_cpu_cut cut)
@@ -152,24 +167,6 @@ static int in_prefix(float x, uint32_t id, kiln_cpu_cut cut)
 }
 
 /* ------------------------------------------------------------ kept sets */
-
-/* No top-k, no top-p: kept iff mass >= lo (masses are monotone in the logit,
- * so that is a canonical prefix). */
-static kept_set keep_unordered(const float *x, int64_t V, float m, float cexp, uint64_t lo,
-                               uint64_t *w, uint64_t *total_all)
-{
-    *total_all = kiln_cpu_masses(x, V, m, cexp, w);
-    uint64_t run = 0;
-    int64_t count = 0;
-    for (int64_t i = 0; i < V; ++i) {
-        const int kept = w[i] >= lo;
-        count += kept;
-        run += kept ? w[i] : 0;
-        w[i] = run;
-    }
-    kept_set k = { NULL, w, V, count, run };
-    return k;
-}
 
 /* Dense kept set from a cut: inside the prefix and mass >= lo. w holds the
  * masses on entry and the prefix on return. */
@@ -292,32 +289,25 @@ static kept_set keep_top_k_select(const float *x, int64_t V, int64_t k, const ki
 
 /* --------------------------------------------------------------- a row */
 
-/* First entry whose inclusive prefix exceeds r (prefix[n-1] > r holds). */
-static int64_t upper_bound(const uint64_t *prefix, int64_t n, uint64_t r)
+/* log S1: the log of the sum of every mass at T = 1 (raw log-probabilities). */
+static double log_s1_of(const kiln_cpu_row *row, float m)
 {
-    int64_t lo = 0, hi = n - 1;
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if (prefix[mid] > r)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return lo;
+    const kiln_cpu_mass_ctx mc = kiln_cpu_mass_ctx_init(m, KILN_LOG2E_F);
+    return kiln_log_mass(kiln_cpu_mass_chunks(row, &mc, NULL, NULL));
 }
 
-static void write_greedy_row(const kiln_call *c, int64_t b, const float *x, float m,
+static void write_greedy_row(const kiln_call *c, int64_t b, const kiln_cpu_row *row, float m,
                              int64_t argmax)
 {
     const kiln_outputs *o = &c->outputs;
     const int64_t V = c->batch.vocab_size, n = c->batch.num_samples;
-    const double log_s1 = o->raw_logprobs ? kiln_log_mass(kiln_cpu_mass_sum(x, V, m, KILN_LOG2E_F)) : 0.0;
+    const double log_s1 = o->raw_logprobs ? log_s1_of(row, m) : 0.0;
     for (int64_t j = 0; j < n; ++j) {
         o->tokens[b * n + j] = (int32_t)argmax;
         if (o->logprobs)
             o->logprobs[b * n + j] = 0.0f;
         if (o->raw_logprobs)
-            o->raw_logprobs[b * n + j] = kiln_logprob(x[argmax], m, 1.0f, log_s1);
+            o->raw_logprobs[b * n + j] = kiln_logprob(kiln_cpu_row_at(row, argmax), m, 1.0f, log_s1);
     }
     if (o->probs) {
         float *pr = o->probs + b * o->probs_row_stride;
@@ -330,36 +320,54 @@ static void write_greedy_row(const kiln_call *c, int64_t b, const float *x, floa
         o->valid[b] = 1;
 }
 
+static kiln_cpu_kept from_kept_set(kept_set ks)
+{
+    kiln_cpu_kept k;
+    memset(&k, 0, sizeof k);
+    k.form = ks.ids ? KILN_KEPT_SPARSE : KILN_KEPT_PREFIX;
+    k.ids = ks.ids;
+    k.prefix = ks.prefix;
+    k.n = ks.n;
+    k.count = ks.count;
+    k.total = ks.total;
+    return k;
+}
+
 static void sample_row(const kiln_sampler *s, const kiln_call *c, int64_t b, scratch *sc)
 {
     const kiln_batch *bt = &c->batch;
     const kiln_outputs *o = &c->outputs;
     const int64_t V = bt->vocab_size, n = bt->num_samples;
     const kiln_row_params r = kiln_row_params_at(&c->params, b);
-    const float *x = load_row(c, b, &r, sc);
+    const kiln_cpu_row row = load_row(c, b, &r, sc);
 
-    /* NaN sorts above +inf or below -inf in key order, so the key range
-     * answers validity; the max logit is the first token with the top key. */
-    const int64_t k = kiln_effective_top_k(r.top_k, V);
-    const int top_k_select =
-        k < V && r.temperature != 0.0f && s->config.algorithm != KILN_ALGORITHM_SORT;
+    /* Stage 2, validity and the max. NaN sorts above +inf or below -inf in
+     * key order, so the key range answers validity. */
     uint32_t min_key, max_key;
-    kiln_cpu_key_range(x, V, &min_key, &max_key);
+    kiln_cpu_row_key_range(&row, &min_key, &max_key);
     const uint32_t key_pos_inf = 0xFF800000u, key_neg_inf = 0x007FFFFFu;
     if (max_key >= key_pos_inf || min_key < key_neg_inf || max_key == key_neg_inf) {
         write_invalid_row(c, b);
         return;
     }
     /* the float whose key is max_key (+0 for the key of zero, which -0
-     * equals too) */
+     * equals too). m is the logit of the first token with that key: only
+     * greedy rows and a top key of zero (whose sign the log-probabilities
+     * can see) need to look for it. */
     const float top = kiln_f32_from_bits(max_key & 0x80000000u ? max_key & 0x7FFFFFFFu : ~max_key);
-    const int64_t argmax = kiln_cpu_find_first(x, V, top);
-    const float m = x[argmax];
+    int64_t argmax = -1;
+    float m = top;
+    if (r.temperature == 0.0f || max_key == 0x80000000u) {
+        argmax = kiln_cpu_row_find_first(&row, top);
+        m = kiln_cpu_row_at(&row, argmax);
+    }
     if (r.temperature == 0.0f) {
-        write_greedy_row(c, b, x, m, argmax);
+        write_greedy_row(c, b, &row, m, argmax);
         return;
     }
 
+    /* Stage 3, the kept set. */
+    const int64_t k = kiln_effective_top_k(r.top_k, V);
     const float cexp = kiln_exp2_factor(r.temperature);
     const uint64_t min_mass = r.min_p > 0.0f ? kiln_ceil_scale(r.min_p, KILN_MASS_ONE) : 0;
     const uint64_t lo = min_mass > 0 ? min_mass : 1;
@@ -367,51 +375,49 @@ static void sample_row(const kiln_sampler *s, const kiln_call *c, int64_t b, scr
     /* total over every token at cexp, when a path computes it (else 0) */
     uint64_t total_all = 0;
     int have_total_all = 1;
-    kept_set ks;
-    if (!ordered) {
-        ks = keep_unordered(x, V, m, cexp, lo, sc->w, &total_all);
-    } else if (s->config.algorithm == KILN_ALGORITHM_SORT) {
+    kiln_cpu_kept kept;
+    if (s->config.algorithm == KILN_ALGORITHM_SORT) {
+        const float *x = row_f32(&row, sc);
         total_all = kiln_cpu_masses(x, V, m, cexp, sc->w);
-        ks = keep_before_cut(x, V, lo, sort_cut(x, V, &r, sc->w, sc), sc->w);
-    } else if (top_k_select) {
-        ks = keep_top_k_select(x, V, k, &r, m, cexp, lo, sc);
+        const kiln_cpu_cut cut = ordered ? sort_cut(x, V, &r, sc->w, sc) : (kiln_cpu_cut){ 0, 0 };
+        kept = from_kept_set(keep_before_cut(x, V, lo, cut, sc->w));
+    } else if (!ordered && min_mass > 0) {
+        kept = kiln_cpu_keep_min_p(&row, m, cexp, min_mass, sc->cand, sc->w, sc->tmp[1].w);
+        have_total_all = 0;
+    } else if (!ordered) {
+        const kiln_cpu_mass_ctx mc = kiln_cpu_mass_ctx_init(m, cexp);
+        kept = kiln_cpu_keep_dense(&row, &mc, sc->tmp[1].w);
+        total_all = kept.total;
+    } else if (k < V) {
+        kept = from_kept_set(keep_top_k_select(row_f32(&row, sc), V, k, &r, m, cexp, lo, sc));
         have_total_all = 0;
     } else {
+        const float *x = row_f32(&row, sc);
         total_all = kiln_cpu_masses(x, V, m, cexp, sc->w);
         const kiln_cpu_cut cut = kiln_cpu_radix_cut(
             x, NULL, sc->w, (size_t)V, kiln_ceil_scale(r.top_p, total_all), &sc->tmp[0], &sc->tmp[1]);
-        ks = keep_before_cut(x, V, lo, cut, sc->w);
+        kept = from_kept_set(keep_before_cut(x, V, lo, cut, sc->w));
     }
 
+    /* Stage 4, draws and outputs. */
     double log_s1 = 0.0;
     if (o->raw_logprobs)
-        log_s1 = kiln_log_mass(cexp == KILN_LOG2E_F && have_total_all
-                                   ? total_all
-                                   : kiln_cpu_mass_sum(x, V, m, KILN_LOG2E_F));
-    const double log_s = kiln_log_mass(ks.total);
+        log_s1 = cexp == KILN_LOG2E_F && have_total_all ? kiln_log_mass(total_all) : log_s1_of(&row, m);
+    const double log_s = kiln_log_mass(kept.total);
     for (int64_t j = 0; j < n; ++j) {
         const uint64_t u = kiln_philox_draw64(r.seed, (uint64_t)j, r.offset);
-        const int64_t at = upper_bound(ks.prefix, ks.n, kiln_scale_draw(u, ks.total));
-        const int64_t t = ks.ids ? (int64_t)ks.ids[at] : at;
+        const int64_t t = kiln_cpu_kept_token(&kept, &row, kiln_scale_draw(u, kept.total));
+        const float xt = kiln_cpu_row_at(&row, t);
         o->tokens[b * n + j] = (int32_t)t;
         if (o->logprobs)
-            o->logprobs[b * n + j] = kiln_logprob(x[t], m, r.temperature, log_s);
+            o->logprobs[b * n + j] = kiln_logprob(xt, m, r.temperature, log_s);
         if (o->raw_logprobs)
-            o->raw_logprobs[b * n + j] = kiln_logprob(x[t], m, 1.0f, log_s1);
+            o->raw_logprobs[b * n + j] = kiln_logprob(xt, m, 1.0f, log_s1);
     }
-    if (o->probs) {
-        float *pr = o->probs + b * o->probs_row_stride;
-        const double inv = 1.0 / kiln_u64_to_f64(ks.total);
-        if (ks.ids)
-            memset(pr, 0, (size_t)V * sizeof(float));
-        uint64_t prev = 0;
-        for (int64_t j = 0; j < ks.n; ++j) {
-            pr[ks.ids ? ks.ids[j] : j] = kiln_prob(ks.prefix[j] - prev, inv);
-            prev = ks.prefix[j];
-        }
-    }
+    if (o->probs)
+        kiln_cpu_kept_probs(&kept, &row, o->probs + b * o->probs_row_stride);
     if (o->kept_counts)
-        o->kept_counts[b] = (int32_t)ks.count;
+        o->kept_counts[b] = (int32_t)kiln_cpu_kept_count(&kept, &row);
     if (o->valid)
         o->valid[b] = 1;
 }
