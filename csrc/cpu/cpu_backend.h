@@ -128,43 +128,6 @@ typedef struct kiln_cpu_row_input {
 
 kiln_cpu_row_input kiln_cpu_input_of(const kiln_call *c, int64_t b);
 
-enum { KILN_CPU_ROW_SAMPLE = 0, KILN_CPU_ROW_GREEDY = 1, KILN_CPU_ROW_INVALID = 2 };
-
-/* A row's final distribution, docs/semantics.md sections 1-6 (with the
- * dynatemp temperature of section 16 in r.temperature). The kept set lives
- * in the scratch it was computed in. */
-typedef struct kiln_cpu_dist {
-    int status;
-    const float *x; /* penalised logits */
-    float m;
-    int64_t argmax;
-    kiln_row_params r;
-    float cexp;
-    const uint32_t *ids;    /* kept ids ascending, or NULL: prefix covers every token */
-    const uint64_t *prefix; /* inclusive prefix sums of kept masses */
-    int64_t n, count;
-    uint64_t total;
-    double log_s;
-    uint64_t total_all; /* every token's mass at cexp, when have_total_all */
-    int have_total_all;
-    kiln_cpu_entropy_sums raw; /* when have_raw: the T = 1 sums */
-    int have_raw;
-} kiln_cpu_dist;
-
-/* want_raw: compute the T = 1 entropy sums even without dynatemp. */
-void kiln_cpu_distribution(const kiln_sampler *s, const kiln_call *c, const kiln_cpu_row_input *in,
-                           kiln_row_params r, int want_raw, kiln_cpu_scratch *sc,
-                           kiln_cpu_dist *d);
-
-/* First entry whose inclusive prefix exceeds r (prefix[n-1] > r holds). */
-int64_t kiln_cpu_upper_bound(const uint64_t *prefix, int64_t n, uint64_t r);
-
-/* The kept token a draw's 64 bits u select (section 7). */
-int64_t kiln_cpu_draw(const kiln_cpu_dist *d, uint64_t u);
-
-/* The kept mass of token v (0 if not kept). */
-uint64_t kiln_cpu_kept_mass(const kiln_cpu_dist *d, int64_t v);
-
 /* kiln_verify_drafts (cpu_verify.c); fails only on a draft-probability row
  * found bad at a rejection, before anything is written. */
 kiln_status kiln_cpu_verify(const kiln_sampler *s, const kiln_call *c);

@@ -5,6 +5,8 @@
 #endif
 
 #include "cpu_backend.h"
+#include "cpu_kept.h"
+#include "cpu_row.h"
 #include "fp_mode.h"
 #include "../shared/numerics.h"
 #include "../shared/philox.h"
@@ -141,10 +143,12 @@ kiln_cpu_row_input kiln_cpu_input_of(const kiln_call *c, int64_t b)
     return in;
 }
 
-/* The row as f32 with the logit edits of docs/semantics.md section 1 (mask,
- * bias, penalties) applied; returns the input itself when it is already f32
- * and no edit changes it. */
-static const float *load_row(const kiln_call *c, const kiln_cpu_row_input *in,
+/* Stage 1, load: the row as the passes read it, with the logit edits of
+ * docs/semantics.md section 1 (mask, bias, penalties). f32 and bf16 rows no
+ * edit changes are read in place; an f16 row is converted to f32, and an
+ * edited row is an f32 copy in the scratch (the mask applied while
+ * copying), then biased and penalised. */
+static kiln_cpu_row load_row(const kiln_call *c, const kiln_cpu_row_input *in,
                              const kiln_row_params *r, scratch *sc)
 {
     const kiln_batch *bt = &c->batch;
@@ -152,32 +156,50 @@ static const float *load_row(const kiln_call *c, const kiln_cpu_row_input *in,
     const int penalised = in->history_len + in->drafts_len > 0 &&
                           (r->repetition != 1.0f || r->presence != 0.0f || r->frequency != 0.0f);
     const int edited = penalised || in->bias_len > 0 || in->mask;
-    float *x = sc->x;
-    if (bt->dtype == KILN_DTYPE_F32) {
-        const float *f = (const float *)in->logits;
-        if (!edited)
-            return f;
-        if (in->mask)
-            kiln_cpu_copy_masked(x, f, in->mask, V); /* copy and mask in one pass */
-        else
-            memcpy(x, f, (size_t)V * sizeof(float));
-    } else {
+    kiln_cpu_row row;
+    row.n = V;
+    row.bf16 = 0;
+    row.data = in->logits;
+    if (bt->dtype == KILN_DTYPE_F16) {
         const uint16_t *h = (const uint16_t *)in->logits;
-        if (bt->dtype == KILN_DTYPE_F16)
-            for (int64_t i = 0; i < V; ++i)
-                x[i] = kiln_f16_to_f32(h[i]);
-        else
-            for (int64_t i = 0; i < V; ++i)
-                x[i] = kiln_bf16_to_f32(h[i]);
+        for (int64_t i = 0; i < V; ++i)
+            sc->x[i] = kiln_f16_to_f32(h[i]);
+        row.data = sc->x;
+        if (in->mask)
+            kiln_cpu_apply_mask(sc->x, in->mask, V);
+    } else {
+        row.bf16 = bt->dtype == KILN_DTYPE_BF16;
+        if (!edited)
+            return row;
+        if (row.bf16) {
+            kiln_cpu_row_to_f32(&row, sc->x);
+            if (in->mask)
+                kiln_cpu_apply_mask(sc->x, in->mask, V);
+        } else if (in->mask) {
+            kiln_cpu_copy_masked(sc->x, (const float *)in->logits, in->mask, V);
+        } else {
+            memcpy(sc->x, in->logits, (size_t)V * sizeof(float));
+        }
+        row.data = sc->x;
+        row.bf16 = 0;
     }
-    if (in->mask && bt->dtype != KILN_DTYPE_F32)
-        kiln_cpu_apply_mask(x, in->mask, V);
     if (in->bias_len > 0)
-        kiln_cpu_apply_logit_bias(x, in->bias_ids, in->bias_values, in->bias_len);
+        kiln_cpu_apply_logit_bias(sc->x, in->bias_ids, in->bias_values, in->bias_len);
     if (penalised)
-        kiln_cpu_apply_history(x, sc->marks, in->history, in->history_len, in->prompt_len,
+        kiln_cpu_apply_history(sc->x, sc->marks, in->history, in->history_len, in->prompt_len,
                                in->drafts, in->drafts_len, r);
-    return x;
+    return row;
+}
+
+/* The row as f32 for the paths that index logits directly (the sort path,
+ * top-k select, top-p, the optional stages): the row itself, or its bf16
+ * widened into the scratch. */
+static const float *row_f32(const kiln_cpu_row *row, scratch *sc)
+{
+    if (!row->bf16)
+        return (const float *)row->data;
+    kiln_cpu_row_to_f32(row, sc->x);
+    return sc->x;
 }
 
 static int in_prefix(float x, uint32_t id, kiln_cpu_cut cut)
@@ -187,26 +209,6 @@ static int in_prefix(float x, uint32_t id, kiln_cpu_cut cut)
 }
 
 /* ------------------------------------------------------------ kept sets */
-
-/* No top-k, no top-p: kept iff mass >= lo (masses are monotone in the logit,
- * so that is a canonical prefix). */
-static kept_set keep_unordered(const float *x, int64_t V, float m, float cexp, uint64_t lo,
-                               uint64_t *w, uint64_t *total_all)
-{
-    *total_all = kiln_cpu_masses(x, V, m, cexp, w);
-    uint64_t run = 0;
-    int64_t count = 0;
-    /* masks as arithmetic, not branches: masked or filtered tokens can make
-     * the kept pattern random (a grammar mask) and mispredict every other */
-    for (int64_t i = 0; i < V; ++i) {
-        const uint64_t kept = (uint64_t)(w[i] >= lo);
-        count += (int64_t)kept;
-        run += w[i] & (0 - kept);
-        w[i] = run;
-    }
-    kept_set k = { NULL, w, V, count, run };
-    return k;
-}
 
 /* Dense kept set from a cut: inside the prefix and mass >= lo. w holds the
  * masses on entry and the prefix on return. */
@@ -351,20 +353,170 @@ static kiln_cpu_work work_for(scratch *sc)
     return wk;
 }
 
-static void write_greedy_row(const kiln_call *c, int64_t b, const float *x, float m,
-                             int64_t argmax, const kiln_cpu_entropy_sums *raw, scratch *sc)
+/* log S1: the log of the sum of every mass at T = 1 (raw log-probabilities). */
+static double log_s1_of(const kiln_cpu_dist *d)
+{
+    if (d->have_raw)
+        return kiln_log_mass(d->raw.mass);
+    if (d->cexp == KILN_LOG2E_F && d->have_total_all)
+        return kiln_log_mass(d->total_all);
+    const kiln_cpu_mass_ctx mc = kiln_cpu_mass_ctx_init(d->m, KILN_LOG2E_F);
+    return kiln_log_mass(kiln_cpu_mass_chunks(&d->row, &mc, NULL, NULL));
+}
+
+static kiln_cpu_kept from_kept_set(kept_set ks)
+{
+    kiln_cpu_kept k;
+    memset(&k, 0, sizeof k);
+    k.form = ks.ids ? KILN_KEPT_SPARSE : KILN_KEPT_PREFIX;
+    k.ids = ks.ids;
+    k.prefix = ks.prefix;
+    k.n = ks.n;
+    k.count = ks.count;
+    k.total = ks.total;
+    return k;
+}
+
+void kiln_cpu_distribution(const kiln_sampler *s, const kiln_call *c, const kiln_cpu_row_input *in,
+                           kiln_row_params r, int want_raw, scratch *sc, kiln_cpu_dist *d)
+{
+    const int64_t V = c->batch.vocab_size;
+    memset(d, 0, sizeof *d);
+    d->row = load_row(c, in, &r, sc);
+    d->argmax = -1;
+    const kiln_cpu_row *row = &d->row;
+
+    /* Stage 2, validity and the max. NaN sorts above +inf or below -inf in
+     * key order, so the key range answers validity. */
+    uint32_t min_key, max_key;
+    kiln_cpu_row_key_range(row, &min_key, &max_key);
+    const uint32_t key_pos_inf = 0xFF800000u, key_neg_inf = 0x007FFFFFu;
+    if (max_key >= key_pos_inf || min_key < key_neg_inf || max_key == key_neg_inf) {
+        d->status = KILN_CPU_ROW_INVALID;
+        return;
+    }
+    /* the float whose key is max_key (+0 for the key of zero, which -0
+     * equals too). m is the logit of the first token with that key: only
+     * greedy rows and a top key of zero (whose sign the log-probabilities
+     * can see) need to look for it. */
+    const float top = kiln_f32_from_bits(max_key & 0x80000000u ? max_key & 0x7FFFFFFFu : ~max_key);
+    float m = top;
+    if (max_key == 0x80000000u) {
+        d->argmax = kiln_cpu_row_find_first(row, top);
+        m = kiln_cpu_row_at(row, d->argmax);
+    }
+    d->m = m;
+    /* The raw distribution's entropy sums, for dynatemp and the raw entropy
+     * (docs/semantics.md sections 15 and 16); they give S1 too. */
+    if (kiln_dynatemp_on(&r) || want_raw) {
+        d->raw = kiln_cpu_entropy_all(row_f32(row, sc), V, m, KILN_LOG2E_F);
+        d->have_raw = 1;
+        if (kiln_dynatemp_on(&r))
+            r.temperature =
+                kiln_dynatemp(r.temperature, r.dynatemp_range, r.dynatemp_exponent,
+                              kiln_entropy_nats(d->raw.mass, d->raw.exponent), d->raw.count);
+    }
+    d->r = r;
+    if (r.temperature == 0.0f) {
+        if (d->argmax < 0)
+            d->argmax = kiln_cpu_row_find_first(row, top);
+        d->status = KILN_CPU_ROW_GREEDY;
+        d->count = 1;
+        return;
+    }
+    d->status = KILN_CPU_ROW_SAMPLE;
+
+    /* Stage 3, the kept set. */
+    const int64_t k = kiln_effective_top_k(r.top_k, V);
+    const float cexp = kiln_exp2_factor(r.temperature);
+    const uint64_t min_mass = r.min_p > 0.0f ? kiln_ceil_scale(r.min_p, KILN_MASS_ONE) : 0;
+    const uint64_t lo = min_mass > 0 ? min_mass : 1;
+    const int ordered = k < V || r.top_p < 1.0f;
+    /* total over every token at cexp, when a path computes it */
+    uint64_t total_all = 0;
+    int have_total_all = 1;
+    kiln_cpu_kept kept;
+    if (s->config.algorithm == KILN_ALGORITHM_SORT) {
+        const float *x = row_f32(row, sc);
+        total_all = kiln_cpu_masses(x, V, m, cexp, sc->w);
+        const kiln_cpu_cut cut = ordered ? sort_cut(x, V, &r, sc->w, sc) : (kiln_cpu_cut){ 0, 0 };
+        kept = from_kept_set(keep_before_cut(x, V, lo, cut, sc->w));
+    } else if (!ordered && min_mass > 0) {
+        kept = kiln_cpu_keep_min_p(row, m, cexp, min_mass, sc->cand, sc->w, sc->tmp[1].w);
+        have_total_all = 0;
+    } else if (!ordered) {
+        const kiln_cpu_mass_ctx mc = kiln_cpu_mass_ctx_init(m, cexp);
+        kept = kiln_cpu_keep_dense(row, &mc, sc->tmp[1].w);
+        total_all = kept.total;
+    } else if (k < V) {
+        kept = from_kept_set(keep_top_k_select(row_f32(row, sc), V, k, &r, m, cexp, lo, sc));
+        have_total_all = 0;
+    } else {
+        const float *x = row_f32(row, sc);
+        total_all = kiln_cpu_masses(x, V, m, cexp, sc->w);
+        const kiln_cpu_cut cut = kiln_cpu_radix_cut(
+            x, NULL, sc->w, (size_t)V, kiln_ceil_scale(r.top_p, total_all), &sc->tmp[0], &sc->tmp[1]);
+        kept = from_kept_set(keep_before_cut(x, V, lo, cut, sc->w));
+    }
+    d->cexp = cexp;
+    d->kept = kept;
+    d->total = kept.total;
+    d->count = kept.count;
+    d->log_s = kiln_log_mass(kept.total);
+    d->total_all = total_all;
+    d->have_total_all = have_total_all;
+}
+
+void kiln_cpu_dist_expand(kiln_cpu_dist *d, int want_kept, scratch *sc)
+{
+    if (!d->x)
+        d->x = row_f32(&d->row, sc);
+    if (d->status == KILN_CPU_ROW_SAMPLE) {
+        if (d->count < 0)
+            d->count = kiln_cpu_kept_count(&d->kept, &d->row);
+        if (want_kept && !d->prefix) {
+            if (d->kept.form == KILN_KEPT_CHUNKED) {
+                /* the chunk sums live elsewhere (tmp[1]); w is free */
+                kiln_cpu_kept_prefix(&d->kept, &d->row, sc->w);
+                d->prefix = sc->w;
+                d->ids = NULL;
+                d->n = d->row.n;
+            } else {
+                d->prefix = d->kept.prefix;
+                d->ids = d->kept.ids;
+                d->n = d->kept.n;
+            }
+        }
+    }
+}
+
+int64_t kiln_cpu_draw(const kiln_cpu_dist *d, uint64_t u)
+{
+    if (d->status == KILN_CPU_ROW_GREEDY)
+        return d->argmax;
+    return kiln_cpu_kept_token(&d->kept, &d->row, kiln_scale_draw(u, d->total));
+}
+
+uint64_t kiln_cpu_kept_mass(const kiln_cpu_dist *d, int64_t v)
+{
+    if (d->status == KILN_CPU_ROW_GREEDY)
+        return v == d->argmax;
+    return kiln_cpu_kept_mass_at(&d->kept, &d->row, v);
+}
+
+static void write_greedy_row(const kiln_call *c, int64_t b, const kiln_cpu_dist *d)
 {
     const kiln_outputs *o = &c->outputs;
     const int64_t V = c->batch.vocab_size, n = c->batch.num_samples;
-    const double log_s1 =
-        !o->raw_logprobs ? 0.0
-        : kiln_log_mass(raw ? raw->mass : kiln_cpu_mass_sum(x, V, m, KILN_LOG2E_F));
+    const double log_s1 = o->raw_logprobs ? log_s1_of(d) : 0.0;
+    const int64_t argmax = d->argmax;
+    const float xt = kiln_cpu_row_at(&d->row, argmax);
     for (int64_t j = 0; j < n; ++j) {
         o->tokens[b * n + j] = (int32_t)argmax;
         if (o->logprobs)
             o->logprobs[b * n + j] = 0.0f;
         if (o->raw_logprobs)
-            o->raw_logprobs[b * n + j] = kiln_logprob(x[argmax], m, 1.0f, log_s1);
+            o->raw_logprobs[b * n + j] = kiln_logprob(xt, d->m, 1.0f, log_s1);
     }
     if (o->probs) {
         float *pr = o->probs + b * o->probs_row_stride;
@@ -375,127 +527,20 @@ static void write_greedy_row(const kiln_call *c, int64_t b, const float *x, floa
         o->kept_counts[b] = 1;
     if (o->valid)
         o->valid[b] = 1;
-    const kiln_cpu_row_state st = { x, m, 0.0f, 0.0f, argmax, NULL, NULL, 0, 1, 0.0, raw };
-    kiln_cpu_work wk = work_for(sc);
-    kiln_cpu_write_extras(c, b, &st, &wk);
 }
 
-void kiln_cpu_distribution(const kiln_sampler *s, const kiln_call *c, const kiln_cpu_row_input *in,
-                           kiln_row_params r, int want_raw, scratch *sc, kiln_cpu_dist *d)
+/* Whether any output of sections 15-17 is asked for. */
+static int wants_extras(const kiln_outputs *o)
 {
-    const int64_t V = c->batch.vocab_size;
-    const float *x = load_row(c, in, &r, sc);
-    d->x = x;
-    d->have_raw = 0;
-    d->have_total_all = 0;
-    d->ids = NULL;
-    d->prefix = NULL;
-    d->n = d->count = 0;
-    d->total = 0;
-    d->log_s = 0.0;
-
-    /* NaN sorts above +inf or below -inf in key order, so the key range
-     * answers validity; the max logit is the first token with the top key. */
-    uint32_t min_key, max_key;
-    kiln_cpu_key_range(x, V, &min_key, &max_key);
-    const uint32_t key_pos_inf = 0xFF800000u, key_neg_inf = 0x007FFFFFu;
-    if (max_key >= key_pos_inf || min_key < key_neg_inf || max_key == key_neg_inf) {
-        d->status = KILN_CPU_ROW_INVALID;
-        return;
-    }
-    /* the float whose key is max_key (+0 for the key of zero, which -0
-     * equals too) */
-    const float top = kiln_f32_from_bits(max_key & 0x80000000u ? max_key & 0x7FFFFFFFu : ~max_key);
-    const int64_t argmax = kiln_cpu_find_first(x, V, top);
-    const float m = x[argmax];
-    d->argmax = argmax;
-    d->m = m;
-    /* The raw distribution's entropy sums, for dynatemp and the raw entropy
-     * (docs/semantics.md sections 15 and 16); they give S1 too. */
-    if (kiln_dynatemp_on(&r) || want_raw) {
-        d->raw = kiln_cpu_entropy_all(x, V, m, KILN_LOG2E_F);
-        d->have_raw = 1;
-        if (kiln_dynatemp_on(&r))
-            r.temperature =
-                kiln_dynatemp(r.temperature, r.dynatemp_range, r.dynatemp_exponent,
-                              kiln_entropy_nats(d->raw.mass, d->raw.exponent), d->raw.count);
-    }
-    d->r = r;
-    if (r.temperature == 0.0f) {
-        d->status = KILN_CPU_ROW_GREEDY;
-        d->cexp = 0.0f;
-        d->count = 1;
-        return;
-    }
-    d->status = KILN_CPU_ROW_SAMPLE;
-    const int64_t k = kiln_effective_top_k(r.top_k, V);
-    const int top_k_select = k < V && s->config.algorithm != KILN_ALGORITHM_SORT;
-    const float cexp = kiln_exp2_factor(r.temperature);
-    const uint64_t min_mass = r.min_p > 0.0f ? kiln_ceil_scale(r.min_p, KILN_MASS_ONE) : 0;
-    const uint64_t lo = min_mass > 0 ? min_mass : 1;
-    const int ordered = k < V || r.top_p < 1.0f;
-    uint64_t total_all = 0;
-    int have_total_all = 1;
-    kept_set ks;
-    if (!ordered) {
-        ks = keep_unordered(x, V, m, cexp, lo, sc->w, &total_all);
-    } else if (s->config.algorithm == KILN_ALGORITHM_SORT) {
-        total_all = kiln_cpu_masses(x, V, m, cexp, sc->w);
-        ks = keep_before_cut(x, V, lo, sort_cut(x, V, &r, sc->w, sc), sc->w);
-    } else if (top_k_select) {
-        ks = keep_top_k_select(x, V, k, &r, m, cexp, lo, sc);
-        have_total_all = 0;
-    } else {
-        total_all = kiln_cpu_masses(x, V, m, cexp, sc->w);
-        const kiln_cpu_cut cut = kiln_cpu_radix_cut(
-            x, NULL, sc->w, (size_t)V, kiln_ceil_scale(r.top_p, total_all), &sc->tmp[0], &sc->tmp[1]);
-        ks = keep_before_cut(x, V, lo, cut, sc->w);
-    }
-    d->cexp = cexp;
-    d->ids = ks.ids;
-    d->prefix = ks.prefix;
-    d->n = ks.n;
-    d->count = ks.count;
-    d->total = ks.total;
-    d->log_s = kiln_log_mass(ks.total);
-    d->total_all = total_all;
-    d->have_total_all = have_total_all;
-}
-
-int64_t kiln_cpu_draw(const kiln_cpu_dist *d, uint64_t u)
-{
-    if (d->status == KILN_CPU_ROW_GREEDY)
-        return d->argmax;
-    const int64_t at = kiln_cpu_upper_bound(d->prefix, d->n, kiln_scale_draw(u, d->total));
-    return d->ids ? (int64_t)d->ids[at] : at;
-}
-
-uint64_t kiln_cpu_kept_mass(const kiln_cpu_dist *d, int64_t v)
-{
-    if (d->status == KILN_CPU_ROW_GREEDY)
-        return v == d->argmax;
-    int64_t at = v;
-    if (d->ids) {
-        int64_t lo = 0, hi = d->n;
-        while (lo < hi) {
-            const int64_t mid = lo + (hi - lo) / 2;
-            if (d->ids[mid] < (uint32_t)v)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        if (lo == d->n || d->ids[lo] != (uint32_t)v)
-            return 0;
-        at = lo;
-    }
-    return d->prefix[at] - (at ? d->prefix[at - 1] : 0);
+    return o->num_top_logprobs > 0 || o->raw_ranks || o->entropy || o->raw_entropy ||
+           o->temperatures;
 }
 
 static void sample_row(const kiln_sampler *s, const kiln_call *c, int64_t b, scratch *sc)
 {
     const kiln_batch *bt = &c->batch;
     const kiln_outputs *o = &c->outputs;
-    const int64_t V = bt->vocab_size, n = bt->num_samples;
+    const int64_t n = bt->num_samples;
     const kiln_cpu_row_input in = kiln_cpu_input_of(c, b);
     kiln_row_params r0 = kiln_row_params_at(&c->params, b);
     if (c->is_score) {
@@ -509,51 +554,46 @@ static void sample_row(const kiln_sampler *s, const kiln_call *c, int64_t b, scr
         write_invalid_row(c, b);
         return;
     }
-    const float *x = d.x;
-    const float m = d.m;
-    const kiln_cpu_entropy_sums *raw = d.have_raw ? &d.raw : NULL;
     if (c->is_score) {
+        kiln_cpu_dist_expand(&d, 0, sc);
         kiln_cpu_work wk = work_for(sc);
-        kiln_cpu_score_row(c, b, x, m, &wk);
+        kiln_cpu_score_row(c, b, d.x, d.m, &wk);
         return;
     }
+    const kiln_cpu_entropy_sums *raw = d.have_raw ? &d.raw : NULL;
     if (d.status == KILN_CPU_ROW_GREEDY) {
-        write_greedy_row(c, b, x, m, d.argmax, raw, sc);
-        return;
-    }
-    const kiln_row_params *r = &d.r;
-    double log_s1 = 0.0;
-    if (o->raw_logprobs)
-        log_s1 = kiln_log_mass(raw                                      ? raw->mass
-                               : d.cexp == KILN_LOG2E_F && d.have_total_all ? d.total_all
-                                   : kiln_cpu_mass_sum(x, V, m, KILN_LOG2E_F));
-    for (int64_t j = 0; j < n; ++j) {
-        const int64_t t = kiln_cpu_draw(&d, kiln_philox_draw64(r->seed, (uint64_t)j, r->offset));
-        o->tokens[b * n + j] = (int32_t)t;
-        if (o->logprobs)
-            o->logprobs[b * n + j] = kiln_logprob(x[t], m, r->temperature, d.log_s);
-        if (o->raw_logprobs)
-            o->raw_logprobs[b * n + j] = kiln_logprob(x[t], m, 1.0f, log_s1);
-    }
-    if (o->probs) {
-        float *pr = o->probs + b * o->probs_row_stride;
-        const double inv = 1.0 / kiln_u64_to_f64(d.total);
-        if (d.ids)
-            memset(pr, 0, (size_t)V * sizeof(float));
-        uint64_t prev = 0;
-        for (int64_t j = 0; j < d.n; ++j) {
-            pr[d.ids ? d.ids[j] : j] = kiln_prob(d.prefix[j] - prev, inv);
-            prev = d.prefix[j];
+        write_greedy_row(c, b, &d);
+    } else {
+        /* Stage 4, draws and outputs. */
+        const kiln_row_params *r = &d.r;
+        const double log_s1 = o->raw_logprobs ? log_s1_of(&d) : 0.0;
+        for (int64_t j = 0; j < n; ++j) {
+            const int64_t t =
+                kiln_cpu_draw(&d, kiln_philox_draw64(r->seed, (uint64_t)j, r->offset));
+            const float xt = kiln_cpu_row_at(&d.row, t);
+            o->tokens[b * n + j] = (int32_t)t;
+            if (o->logprobs)
+                o->logprobs[b * n + j] = kiln_logprob(xt, d.m, r->temperature, d.log_s);
+            if (o->raw_logprobs)
+                o->raw_logprobs[b * n + j] = kiln_logprob(xt, d.m, 1.0f, log_s1);
         }
+        if (o->probs)
+            kiln_cpu_kept_probs(&d.kept, &d.row, o->probs + b * o->probs_row_stride);
+        if (o->kept_counts)
+            o->kept_counts[b] = (int32_t)kiln_cpu_kept_count(&d.kept, &d.row);
+        if (o->valid)
+            o->valid[b] = 1;
     }
-    if (o->kept_counts)
-        o->kept_counts[b] = (int32_t)d.count;
-    if (o->valid)
-        o->valid[b] = 1;
-    const kiln_cpu_row_state st = { x,        m,   r->temperature, d.cexp,  d.argmax, d.ids,
-                                    d.prefix, d.n, d.count,        d.log_s, raw };
-    kiln_cpu_work wk = work_for(sc);
-    kiln_cpu_write_extras(c, b, &st, &wk);
+    if (wants_extras(o)) {
+        /* Stage 5, the outputs of sections 15-17 (they read the row as f32
+         * and, for the final entropy, every kept mass). */
+        kiln_cpu_dist_expand(&d, o->entropy != NULL, sc);
+        const kiln_cpu_row_state st = { d.x,      d.m,      d.r.temperature, d.cexp,  d.argmax,
+                                        d.ids,    d.prefix, d.n,             d.count, d.log_s,
+                                        raw };
+        kiln_cpu_work wk = work_for(sc);
+        kiln_cpu_write_extras(c, b, &st, &wk);
+    }
 }
 
 void kiln_cpu_sample(const kiln_sampler *s, const kiln_call *c)

@@ -9,6 +9,7 @@
 #endif
 
 #include "cpu_backend.h"
+#include "cpu_kept.h"
 #include "fp_mode.h"
 #include "../error.h"
 #include "../shared/philox.h"
@@ -66,7 +67,7 @@ static float logprob_of(const kiln_cpu_dist *d, int64_t t)
 {
     return d->status == KILN_CPU_ROW_GREEDY
                ? 0.0f
-               : kiln_logprob(d->x[t], d->m, d->r.temperature, d->log_s);
+               : kiln_logprob(kiln_cpu_row_at(&d->row, t), d->m, d->r.temperature, d->log_s);
 }
 
 /* The correction token at a rejected position: the residual max(0, w - Q)
@@ -162,6 +163,8 @@ static void verify_request(const kiln_sampler *s, const kiln_call *c, int64_t b,
             a->accepted[b] = (int32_t)(i + 1);
             continue;
         }
+        if (d.status != KILN_CPU_ROW_GREEDY)
+            kiln_cpu_dist_expand(&d, 1, sc); /* the residual walks every kept mass */
         const int64_t t = d.status == KILN_CPU_ROW_GREEDY
                               ? d.argmax
                               : correction(&d, q, V, draft, e, sc->tmp[0].w, &a->faults[b],

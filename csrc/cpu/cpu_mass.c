@@ -1,0 +1,505 @@
+/* The mass pass: kiln_mass of every token of a row, summed per chunk.
+ *
+ * The exponential is what every temperature-only, top-p and min-p row pays
+ * per token, so this is the one pass written with intrinsics. Per 16 tokens
+ * (AVX-512) it performs exactly the binary32 operations of kiln_mass, in its
+ * order, and does the rest in integers:
+ *
+ *   t * 2^23         one multiply by c * 2^23 when that cannot round
+ *                    differently (kiln_cpu_mass_ctx_init), else two;
+ *   q = floor(.)     one conversion with round-down (AVX2: floor, convert);
+ *   the clamp at -64 an integer max on q (a NaN or an overflow converts to
+ *                    INT_MIN, which the max turns into -64 * 2^23 as the
+ *                    float clamp would);
+ *   f = j * 2^-23    the bits of 1 + f minus 1 (exact, as the conversion is);
+ *   2^f              kiln_exp2_fraction's Horner steps without its final
+ *                    clamp, which is an identity for every j (its result is
+ *                    below 2 for every j: tests/test_cpu_kernels.c);
+ *   the mass         man * 2^(17 + n) as two 32-bit parts, the low 20 bits and
+ *                    the rest, each summed in 32-bit lanes (a chunk's sums fit)
+ *                    and joined per chunk: no 64-bit lanes, no conversions.
+ *
+ * Sums of masses are exact integers, so the lane order does not matter. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_row.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(KILN_NO_CLONES)
+#define KILN_X86_KERNELS 1
+#include <immintrin.h>
+#define KILN_T512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+#define KILN_T256 __attribute__((target("avx2")))
+#define KILN_INLINE static inline __attribute__((always_inline))
+#endif
+
+/* ------------------------------------------------------------ dispatch */
+
+static int isa_cached = -1;
+
+kiln_cpu_isa kiln_cpu_isa_level(void)
+{
+    int level = __atomic_load_n(&isa_cached, __ATOMIC_RELAXED);
+    if (level >= 0)
+        return (kiln_cpu_isa)level;
+    level = KILN_ISA_SCALAR;
+#ifdef KILN_X86_KERNELS
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2"))
+        level = KILN_ISA_AVX2;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+        level = KILN_ISA_AVX512;
+#endif
+    const char *cap = getenv("KILN_CPU_ISA");
+    if (cap) {
+        const int want = strcmp(cap, "scalar") == 0 ? KILN_ISA_SCALAR
+                         : strcmp(cap, "avx2") == 0 ? KILN_ISA_AVX2
+                                                    : KILN_ISA_AVX512;
+        level = want < level ? want : level;
+    }
+    __atomic_store_n(&isa_cached, level, __ATOMIC_RELAXED);
+    return (kiln_cpu_isa)level;
+}
+
+void kiln_cpu_isa_force(int level)
+{
+    __atomic_store_n(&isa_cached, -1, __ATOMIC_RELAXED);
+    const int best = kiln_cpu_isa_level();
+    __atomic_store_n(&isa_cached, level < best ? level : best, __ATOMIC_RELAXED);
+}
+
+/* ------------------------------------------------------------- context */
+
+kiln_cpu_mass_ctx kiln_cpu_mass_ctx_init(float m, float c)
+{
+    kiln_cpu_mass_ctx mc;
+    mc.m = m;
+    mc.c = c;
+    /* (x - m) * (c * 2^23) rounds like ((x - m) * c) * 2^23 unless (x - m) * c
+     * falls below the normal range (then the first rounding is coarser, and
+     * can give -0 where the fused product is a tiny negative: q 0 against
+     * -1). A nonzero x - m with x <= m is at least half an ulp of m, so
+     * ulp(m) * c >= 2^-100 keeps every nonzero product far above 2^-126;
+     * c < 2^100 keeps c * 2^23 exact and finite. */
+    const uint32_t e = (kiln_f32_bits(m) >> 23) & 0xFFu;
+    const int ulp_exp = (e ? (int)e : 1) - 150;
+    double ulp = 1.0;
+    for (int i = 0; i < -ulp_exp; ++i) /* 2^ulp_exp, exactly, without libm */
+        ulp *= 0.5;
+    for (int i = 0; i < ulp_exp; ++i)
+        ulp *= 2.0;
+    mc.fused = c < 0x1p100f && ulp * (double)c >= 0x1p-100;
+    mc.c23 = mc.fused ? c * 8388608.0f : c;
+    mc.qmin = -(64 << 23); /* every q: q is clamped there */
+    mc.masked = 0;
+    return mc;
+}
+
+int32_t kiln_cpu_mass_q(float x, float m, float c)
+{
+    float t = (x - m) * c;
+    t = t >= -64.0f ? t : -64.0f;
+    return kiln_floor_to_i32(t * 8388608.0f);
+}
+
+uint64_t kiln_cpu_mass_of_q(int32_t q)
+{
+    /* kiln_mass from its q on, step for step */
+    const uint32_t neg = (uint32_t)(-q);
+    const int32_t n = -(int32_t)((neg + 0x7FFFFFu) >> 23);
+    const uint32_t j = (uint32_t)q & 0x7FFFFFu;
+    const float p = kiln_exp2_fraction((float)j * 0x1p-23f);
+    const uint64_t man = (kiln_f32_bits(p) & 0x7FFFFFu) | 0x800000u;
+    const int shift = (KILN_FRACTION_BITS - 23) + n;
+    const int left = shift > 0 ? shift : 0;
+    const int right = shift < 0 ? -shift : 0;
+    return (man << left) >> right;
+}
+
+uint32_t kiln_cpu_mass_fbits(float x, float m, float c)
+{
+    /* kiln_mass up to its 2^f, then F = 2^f * 2^(40 + n) as bits */
+    float t = (x - m) * c;
+    t = t >= -64.0f ? t : -64.0f;
+    const int32_t q = kiln_floor_to_i32(t * 8388608.0f);
+    const uint32_t neg = (uint32_t)(-q);
+    const int32_t n = -(int32_t)((neg + 0x7FFFFFu) >> 23);
+    const uint32_t j = (uint32_t)q & 0x7FFFFFu;
+    const float p = kiln_exp2_fraction((float)j * 0x1p-23f);
+    return kiln_f32_bits(p) + ((uint32_t)(n + 40) << 23);
+}
+
+/* -------------------------------------------------------------- scalar */
+
+static uint64_t chunks_scalar(const kiln_cpu_row *row, const kiln_cpu_mass_ctx *mc,
+                              uint64_t *chunk_sums, uint32_t *fbits)
+{
+    uint64_t total = 0;
+    for (int64_t base = 0; base < row->n; base += KILN_CPU_CHUNK) {
+        const int64_t end = base + KILN_CPU_CHUNK < row->n ? base + KILN_CPU_CHUNK : row->n;
+        uint64_t sum = 0;
+        for (int64_t i = base; i < end; ++i) {
+            const float x = kiln_cpu_row_at(row, i);
+            if (!mc->masked || kiln_cpu_mass_q(x, mc->m, mc->c) >= mc->qmin)
+                sum += kiln_mass(x, mc->m, mc->c);
+            if (fbits)
+                fbits[i] = kiln_cpu_mass_fbits(x, mc->m, mc->c);
+        }
+        if (chunk_sums)
+            chunk_sums[base / KILN_CPU_CHUNK] = sum;
+        total += sum;
+    }
+    return total;
+}
+
+/* -------------------------------------------------------------- AVX-512 */
+
+#ifdef KILN_X86_KERNELS
+
+KILN_T512 KILN_INLINE __m512 exp2_fraction_512(__m512 f)
+{
+    __m512 q = _mm512_set1_ps(0x1.c54174p-13f);
+    q = _mm512_add_ps(_mm512_mul_ps(q, f), _mm512_set1_ps(0x1.46d64cp-10f));
+    q = _mm512_add_ps(_mm512_mul_ps(q, f), _mm512_set1_ps(0x1.3d0b92p-7f));
+    q = _mm512_add_ps(_mm512_mul_ps(q, f), _mm512_set1_ps(0x1.c68912p-5f));
+    q = _mm512_add_ps(_mm512_mul_ps(q, f), _mm512_set1_ps(0x1.ebfd58p-3f));
+    q = _mm512_add_ps(_mm512_mul_ps(q, f), _mm512_set1_ps(0x1.62e42cp-1f));
+    return _mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_mul_ps(f, q));
+}
+
+/* 16 masses as low-20-bit and high parts; fb their fbits (when asked). */
+KILN_T512 KILN_INLINE void mass_512(__m512 x, __m512 vm, __m512 vc, const int fused,
+                                    const int masked, __m512i qmin, __m512i *lo, __m512i *hi,
+                                    __m512i *fb)
+{
+    const __m512 d = _mm512_sub_ps(x, vm);
+    const __m512 tq = fused ? _mm512_mul_ps(d, vc)
+                            : _mm512_mul_ps(_mm512_mul_ps(d, vc), _mm512_set1_ps(8388608.0f));
+    __m512i q = _mm512_cvt_roundps_epi32(tq, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    q = _mm512_max_epi32(q, _mm512_set1_epi32(-(64 << 23)));
+    const __m512i j = _mm512_and_si512(q, _mm512_set1_epi32(0x7FFFFF));
+    const __m512 f = _mm512_sub_ps(
+        _mm512_castsi512_ps(_mm512_or_si512(j, _mm512_set1_epi32(0x3F800000))), _mm512_set1_ps(1.0f));
+    const __m512 p = exp2_fraction_512(f);
+    const __m512i n = _mm512_srai_epi32(q, 23);
+    const __m512i man = _mm512_sub_epi32(_mm512_castps_si512(p), _mm512_set1_epi32(0x3F000000));
+    const __m512i s = _mm512_add_epi32(n, _mm512_set1_epi32(17));
+    const __m512i ns = _mm512_sub_epi32(_mm512_set1_epi32(-17), n);
+    const __m512i w = _mm512_or_si512(_mm512_sllv_epi32(man, s), _mm512_srlv_epi32(man, ns));
+    *lo = _mm512_and_si512(w, _mm512_set1_epi32(0xFFFFF));
+    *hi = _mm512_srlv_epi32(man, _mm512_sub_epi32(_mm512_set1_epi32(3), n));
+    if (masked) {
+        const __mmask16 keep = _mm512_cmpge_epi32_mask(q, qmin);
+        *lo = _mm512_maskz_mov_epi32(keep, *lo);
+        *hi = _mm512_maskz_mov_epi32(keep, *hi);
+    }
+    if (fb)
+        *fb = _mm512_add_epi32(_mm512_castps_si512(p),
+                               _mm512_add_epi32(_mm512_and_si512(q, _mm512_set1_epi32((int)0xFF800000u)),
+                                                _mm512_set1_epi32(40 << 23)));
+}
+
+/* 16 tokens from i on (fewer at the end: the rest read as -inf). */
+KILN_T512 KILN_INLINE __m512 load_512(const void *data, const int bf16, int64_t i, int64_t n)
+{
+    const int64_t left = n - i;
+    if (bf16) {
+        const uint16_t *h = (const uint16_t *)data + i;
+        __m256i v;
+        if (left >= 16)
+            v = _mm256_loadu_si256((const __m256i *)h);
+        else
+            v = _mm256_mask_loadu_epi16(_mm256_set1_epi16((short)0xFF80), (__mmask16)((1u << left) - 1), h);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
+    }
+    const float *x = (const float *)data + i;
+    if (left >= 16)
+        return _mm512_loadu_ps(x);
+    return _mm512_mask_loadu_ps(_mm512_set1_ps(-__builtin_inff()), (__mmask16)((1u << left) - 1), x);
+}
+
+KILN_T512 KILN_INLINE uint64_t chunks_512_body(const kiln_cpu_row *row, const kiln_cpu_mass_ctx *mc,
+                                               uint64_t *chunk_sums, uint32_t *fbits, const int bf16,
+                                               const int fused, const int masked)
+{
+    const __m512 vm = _mm512_set1_ps(mc->m), vc = _mm512_set1_ps(mc->c23);
+    const __m512i qmin = _mm512_set1_epi32(mc->qmin);
+    const int64_t n = row->n;
+    uint64_t total = 0;
+    for (int64_t base = 0; base < n; base += KILN_CPU_CHUNK) {
+        const int64_t end = base + KILN_CPU_CHUNK < n ? base + KILN_CPU_CHUNK : n;
+        __m512i alo = _mm512_setzero_si512(), ahi = alo, blo = alo, bhi = alo;
+        int64_t i = base;
+        for (; i + 32 <= end; i += 32) {
+            __m512i lo0, hi0, lo1, hi1, fb0, fb1;
+            mass_512(load_512(row->data, bf16, i, n), vm, vc, fused, masked, qmin, &lo0, &hi0, fbits ? &fb0 : NULL);
+            mass_512(load_512(row->data, bf16, i + 16, n), vm, vc, fused, masked, qmin, &lo1, &hi1,
+                     fbits ? &fb1 : NULL);
+            alo = _mm512_add_epi32(alo, lo0);
+            ahi = _mm512_add_epi32(ahi, hi0);
+            blo = _mm512_add_epi32(blo, lo1);
+            bhi = _mm512_add_epi32(bhi, hi1);
+            if (fbits) {
+                _mm512_storeu_si512(fbits + i, fb0);
+                _mm512_storeu_si512(fbits + i + 16, fb1);
+            }
+        }
+        for (; i < end; i += 16) {
+            __m512i lo0, hi0, fb0;
+            mass_512(load_512(row->data, bf16, i, n), vm, vc, fused, masked, qmin, &lo0, &hi0, fbits ? &fb0 : NULL);
+            alo = _mm512_add_epi32(alo, lo0);
+            ahi = _mm512_add_epi32(ahi, hi0);
+            if (fbits) {
+                const int64_t left = end - i;
+                if (left >= 16)
+                    _mm512_storeu_si512(fbits + i, fb0);
+                else
+                    _mm512_mask_storeu_epi32(fbits + i, (__mmask16)((1u << left) - 1), fb0);
+            }
+        }
+        /* a chunk's 256 low parts sum below 2^28 and high parts below 2^29 */
+        const uint64_t lo = (uint32_t)_mm512_reduce_add_epi32(_mm512_add_epi32(alo, blo));
+        const uint64_t hi = (uint32_t)_mm512_reduce_add_epi32(_mm512_add_epi32(ahi, bhi));
+        const uint64_t sum = (hi << 20) + lo;
+        if (chunk_sums)
+            chunk_sums[base / KILN_CPU_CHUNK] = sum;
+        total += sum;
+    }
+    return total;
+}
+
+KILN_T512 static uint64_t chunks_512(const kiln_cpu_row *row, const kiln_cpu_mass_ctx *mc,
+                                     uint64_t *chunk_sums, uint32_t *fbits)
+{
+    /* one specialised loop per (dtype, fused, masked) */
+#define KILN_CHUNKS(b, f, k) return chunks_512_body(row, mc, chunk_sums, fbits, b, f, k)
+    if (row->bf16) {
+        if (mc->fused) {
+            if (mc->masked) KILN_CHUNKS(1, 1, 1); else KILN_CHUNKS(1, 1, 0);
+        } else {
+            if (mc->masked) KILN_CHUNKS(1, 0, 1); else KILN_CHUNKS(1, 0, 0);
+        }
+    }
+    if (mc->fused) {
+        if (mc->masked) KILN_CHUNKS(0, 1, 1); else KILN_CHUNKS(0, 1, 0);
+    }
+    if (mc->masked) KILN_CHUNKS(0, 0, 1); else KILN_CHUNKS(0, 0, 0);
+#undef KILN_CHUNKS
+}
+
+KILN_T512 static void span_512(const kiln_cpu_row *row, int64_t start, int64_t len,
+                               const kiln_cpu_mass_ctx *mc, uint64_t *w)
+{
+    const __m512 vm = _mm512_set1_ps(mc->m), vc = _mm512_set1_ps(mc->c23);
+    const __m512i qmin = _mm512_set1_epi32(mc->qmin);
+    const int64_t end = start + len;
+    for (int64_t i = start; i < end; i += 16) {
+        __m512i lo, hi;
+        const __m512 x = load_512(row->data, row->bf16, i, end);
+        if (mc->fused)
+            mass_512(x, vm, vc, 1, 1, qmin, &lo, &hi, NULL);
+        else
+            mass_512(x, vm, vc, 0, 1, qmin, &lo, &hi, NULL);
+        /* w = hi * 2^20 + lo in 64-bit lanes */
+        const __m512i w0 = _mm512_add_epi64(
+            _mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(hi)), 20),
+            _mm512_cvtepu32_epi64(_mm512_castsi512_si256(lo)));
+        const __m512i w1 = _mm512_add_epi64(
+            _mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(hi, 1)), 20),
+            _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(lo, 1)));
+        const int64_t left = end - i;
+        uint64_t *out = w + (i - start);
+        if (left >= 16) {
+            _mm512_storeu_si512(out, w0);
+            _mm512_storeu_si512(out + 8, w1);
+        } else {
+            _mm512_mask_storeu_epi64(out, (__mmask8)(left >= 8 ? 0xFF : (1u << left) - 1), w0);
+            if (left > 8)
+                _mm512_mask_storeu_epi64(out + 8, (__mmask8)((1u << (left - 8)) - 1), w1);
+        }
+    }
+}
+
+/* ----------------------------------------------------------------- AVX2 */
+
+KILN_T256 KILN_INLINE __m256 exp2_fraction_256(__m256 f)
+{
+    __m256 q = _mm256_set1_ps(0x1.c54174p-13f);
+    q = _mm256_add_ps(_mm256_mul_ps(q, f), _mm256_set1_ps(0x1.46d64cp-10f));
+    q = _mm256_add_ps(_mm256_mul_ps(q, f), _mm256_set1_ps(0x1.3d0b92p-7f));
+    q = _mm256_add_ps(_mm256_mul_ps(q, f), _mm256_set1_ps(0x1.c68912p-5f));
+    q = _mm256_add_ps(_mm256_mul_ps(q, f), _mm256_set1_ps(0x1.ebfd58p-3f));
+    q = _mm256_add_ps(_mm256_mul_ps(q, f), _mm256_set1_ps(0x1.62e42cp-1f));
+    return _mm256_add_ps(_mm256_set1_ps(1.0f), _mm256_mul_ps(f, q));
+}
+
+KILN_T256 KILN_INLINE void mass_256(__m256 x, __m256 vm, __m256 vc, const int fused,
+                                    const int masked, __m256i qmin, __m256i *lo, __m256i *hi,
+                                    __m256i *fb)
+{
+    const __m256 d = _mm256_sub_ps(x, vm);
+    const __m256 tq = fused ? _mm256_mul_ps(d, vc)
+                            : _mm256_mul_ps(_mm256_mul_ps(d, vc), _mm256_set1_ps(8388608.0f));
+    /* floor is exact, then the conversion is too (|tq| < 2^31 or INT_MIN) */
+    __m256i q = _mm256_cvttps_epi32(_mm256_floor_ps(tq));
+    q = _mm256_max_epi32(q, _mm256_set1_epi32(-(64 << 23)));
+    const __m256i j = _mm256_and_si256(q, _mm256_set1_epi32(0x7FFFFF));
+    const __m256 f = _mm256_sub_ps(
+        _mm256_castsi256_ps(_mm256_or_si256(j, _mm256_set1_epi32(0x3F800000))), _mm256_set1_ps(1.0f));
+    const __m256 p = exp2_fraction_256(f);
+    const __m256i n = _mm256_srai_epi32(q, 23);
+    const __m256i man = _mm256_sub_epi32(_mm256_castps_si256(p), _mm256_set1_epi32(0x3F000000));
+    const __m256i s = _mm256_add_epi32(n, _mm256_set1_epi32(17));
+    const __m256i ns = _mm256_sub_epi32(_mm256_set1_epi32(-17), n);
+    const __m256i w = _mm256_or_si256(_mm256_sllv_epi32(man, s), _mm256_srlv_epi32(man, ns));
+    *lo = _mm256_and_si256(w, _mm256_set1_epi32(0xFFFFF));
+    *hi = _mm256_srlv_epi32(man, _mm256_sub_epi32(_mm256_set1_epi32(3), n));
+    if (masked) {
+        /* q >= qmin as q > qmin - 1 (qmin >= -64 * 2^23, so no wrap) */
+        const __m256i keep = _mm256_cmpgt_epi32(q, _mm256_sub_epi32(qmin, _mm256_set1_epi32(1)));
+        *lo = _mm256_and_si256(keep, *lo);
+        *hi = _mm256_and_si256(keep, *hi);
+    }
+    if (fb)
+        *fb = _mm256_add_epi32(_mm256_castps_si256(p),
+                               _mm256_add_epi32(_mm256_and_si256(q, _mm256_set1_epi32((int)0xFF800000u)),
+                                                _mm256_set1_epi32(40 << 23)));
+}
+
+KILN_T256 KILN_INLINE __m256 load_256(const void *data, const int bf16, int64_t i, int64_t n)
+{
+    const int64_t left = n - i;
+    if (left >= 8) {
+        if (bf16)
+            return _mm256_castsi256_ps(_mm256_slli_epi32(
+                _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)data + i))), 16));
+        return _mm256_loadu_ps((const float *)data + i);
+    }
+    float tmp[8];
+    for (int k = 0; k < 8; ++k)
+        tmp[k] = k < left ? (bf16 ? kiln_bf16_to_f32(((const uint16_t *)data)[i + k])
+                                  : ((const float *)data)[i + k])
+                          : -__builtin_inff();
+    return _mm256_loadu_ps(tmp);
+}
+
+KILN_T256 KILN_INLINE uint32_t hsum_256(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return (uint32_t)_mm_cvtsi128_si32(s);
+}
+
+KILN_T256 KILN_INLINE uint64_t chunks_256_body(const kiln_cpu_row *row, const kiln_cpu_mass_ctx *mc,
+                                               uint64_t *chunk_sums, uint32_t *fbits, const int bf16,
+                                               const int fused, const int masked)
+{
+    const __m256 vm = _mm256_set1_ps(mc->m), vc = _mm256_set1_ps(mc->c23);
+    const __m256i qmin = _mm256_set1_epi32(mc->qmin);
+    const int64_t n = row->n;
+    uint64_t total = 0;
+    for (int64_t base = 0; base < n; base += KILN_CPU_CHUNK) {
+        const int64_t end = base + KILN_CPU_CHUNK < n ? base + KILN_CPU_CHUNK : n;
+        __m256i alo = _mm256_setzero_si256(), ahi = alo;
+        for (int64_t i = base; i < end; i += 8) {
+            __m256i lo, hi, fb;
+            mass_256(load_256(row->data, bf16, i, n), vm, vc, fused, masked, qmin, &lo, &hi, fbits ? &fb : NULL);
+            alo = _mm256_add_epi32(alo, lo);
+            ahi = _mm256_add_epi32(ahi, hi);
+            if (fbits) {
+                if (end - i >= 8) {
+                    _mm256_storeu_si256((__m256i *)(fbits + i), fb);
+                } else {
+                    uint32_t tmp[8];
+                    _mm256_storeu_si256((__m256i *)tmp, fb);
+                    memcpy(fbits + i, tmp, (size_t)(end - i) * 4);
+                }
+            }
+        }
+        const uint64_t sum = ((uint64_t)hsum_256(ahi) << 20) + hsum_256(alo);
+        if (chunk_sums)
+            chunk_sums[base / KILN_CPU_CHUNK] = sum;
+        total += sum;
+    }
+    return total;
+}
+
+KILN_T256 static uint64_t chunks_256(const kiln_cpu_row *row, const kiln_cpu_mass_ctx *mc,
+                                     uint64_t *chunk_sums, uint32_t *fbits)
+{
+    /* one specialised loop per (dtype, fused, masked) */
+#define KILN_CHUNKS(b, f, k) return chunks_256_body(row, mc, chunk_sums, fbits, b, f, k)
+    if (row->bf16) {
+        if (mc->fused) {
+            if (mc->masked) KILN_CHUNKS(1, 1, 1); else KILN_CHUNKS(1, 1, 0);
+        } else {
+            if (mc->masked) KILN_CHUNKS(1, 0, 1); else KILN_CHUNKS(1, 0, 0);
+        }
+    }
+    if (mc->fused) {
+        if (mc->masked) KILN_CHUNKS(0, 1, 1); else KILN_CHUNKS(0, 1, 0);
+    }
+    if (mc->masked) KILN_CHUNKS(0, 0, 1); else KILN_CHUNKS(0, 0, 0);
+#undef KILN_CHUNKS
+}
+
+KILN_T256 static void span_256(const kiln_cpu_row *row, int64_t start, int64_t len,
+                               const kiln_cpu_mass_ctx *mc, uint64_t *w)
+{
+    const __m256 vm = _mm256_set1_ps(mc->m), vc = _mm256_set1_ps(mc->c23);
+    const __m256i qmin = _mm256_set1_epi32(mc->qmin);
+    const int64_t end = start + len;
+    for (int64_t i = start; i < end; i += 8) {
+        __m256i lo, hi;
+        const __m256 x = load_256(row->data, row->bf16, i, end);
+        if (mc->fused)
+            mass_256(x, vm, vc, 1, 1, qmin, &lo, &hi, NULL);
+        else
+            mass_256(x, vm, vc, 0, 1, qmin, &lo, &hi, NULL);
+        uint32_t l[8], h[8];
+        _mm256_storeu_si256((__m256i *)l, lo);
+        _mm256_storeu_si256((__m256i *)h, hi);
+        const int64_t cnt = end - i < 8 ? end - i : 8;
+        for (int64_t k = 0; k < cnt; ++k)
+            w[i - start + k] = ((uint64_t)h[k] << 20) + l[k];
+    }
+}
+
+#endif /* KILN_X86_KERNELS */
+
+/* ----------------------------------------------------------- entry points */
+
+uint64_t kiln_cpu_mass_chunks(const kiln_cpu_row *row, const kiln_cpu_mass_ctx *mc,
+                              uint64_t *chunk_sums, uint32_t *fbits)
+{
+#ifdef KILN_X86_KERNELS
+    const kiln_cpu_isa isa = kiln_cpu_isa_level();
+    if (isa == KILN_ISA_AVX512)
+        return chunks_512(row, mc, chunk_sums, fbits);
+    if (isa == KILN_ISA_AVX2)
+        return chunks_256(row, mc, chunk_sums, fbits);
+#endif
+    return chunks_scalar(row, mc, chunk_sums, fbits);
+}
+
+void kiln_cpu_mass_span(const kiln_cpu_row *row, int64_t start, int64_t len,
+                        const kiln_cpu_mass_ctx *mc, uint64_t *w)
+{
+#ifdef KILN_X86_KERNELS
+    const kiln_cpu_isa isa = kiln_cpu_isa_level();
+    if (isa == KILN_ISA_AVX512) {
+        span_512(row, start, len, mc, w);
+        return;
+    }
+    if (isa == KILN_ISA_AVX2) {
+        span_256(row, start, len, mc, w);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < len; ++i) {
+        const float x = kiln_cpu_row_at(row, start + i);
+        w[i] = kiln_cpu_mass_q(x, mc->m, mc->c) >= mc->qmin ? kiln_mass(x, mc->m, mc->c) : 0;
+    }
+}

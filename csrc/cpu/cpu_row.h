@@ -1,0 +1,101 @@
+/* The row as the CPU passes read it, and the passes that read every token.
+ *
+ * A row is read in place in its own dtype (f32 or bf16: a bf16 is the top
+ * half of an f32, so it is widened in registers, never copied); f16 rows and
+ * rows changed by penalties are f32 copies in the thread's scratch. Every
+ * pass returns the same bits whatever instruction set runs it: the AVX-512
+ * and AVX2 code performs the IEEE operations of csrc/shared/numerics.h in
+ * the same order (no FMA), tests/test_cpu_kernels.c holds each against the
+ * scalar contract, and KILN_CPU_ISA=scalar|avx2|avx512 caps the set used so
+ * the parity tests can run each one. */
+#ifndef KILN_CPU_ROW_H
+#define KILN_CPU_ROW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../shared/numerics.h"
+
+typedef struct kiln_cpu_row {
+    const void *data;
+    int bf16; /* 0: f32, 1: bf16 */
+    int64_t n;
+} kiln_cpu_row;
+
+static inline float kiln_cpu_row_at(const kiln_cpu_row *r, int64_t i)
+{
+    return r->bf16 ? kiln_bf16_to_f32(((const uint16_t *)r->data)[i])
+                   : ((const float *)r->data)[i];
+}
+
+/* Instruction sets a pass may use, best last. */
+typedef enum kiln_cpu_isa { KILN_ISA_SCALAR = 0, KILN_ISA_AVX2 = 1, KILN_ISA_AVX512 = 2 } kiln_cpu_isa;
+
+/* The best the CPU has, capped by KILN_CPU_ISA (read once). */
+kiln_cpu_isa kiln_cpu_isa_level(void);
+/* Tests: use at most `level` from now on (the best the CPU has if lower). */
+void kiln_cpu_isa_force(int level);
+
+/* ----------------------------------------------------------- the mass pass */
+
+/* Tokens per chunk: the mass pass sums each chunk, so a draw can find its
+ * chunk from the sums and recompute 256 masses instead of storing V. */
+#define KILN_CPU_CHUNK 256
+
+/* What the mass pass needs of a row: its max m and factor c, and whether
+ * (x - m) * (c * 2^23) may stand for ((x - m) * c) * 2^23 (it may when no
+ * nonzero x - m times c can round to zero or below the normal range, which
+ * is the only place the two roundings can differ; see kiln_cpu_mass_ctx_init). */
+typedef struct kiln_cpu_mass_ctx {
+    float m, c, c23;
+    int fused;
+    /* masked: only tokens with q >= qmin count (their masses are the ones
+     * >= kiln_cpu_mass_of_q(qmin), mass being monotone in q); init sets
+     * qmin = -64 * 2^23, which every token reaches, and masked = 0 */
+    int32_t qmin;
+    int masked;
+} kiln_cpu_mass_ctx;
+
+kiln_cpu_mass_ctx kiln_cpu_mass_ctx_init(float m, float c);
+
+/* kiln_mass's q = floor(max((x - m) * c, -64) * 2^23) of one token, and the
+ * mass kiln_mass gives for a q: kiln_mass(x, m, c) ==
+ * kiln_cpu_mass_of_q(kiln_cpu_mass_q(x, m, c)), both monotone. */
+int32_t kiln_cpu_mass_q(float x, float m, float c);
+uint64_t kiln_cpu_mass_of_q(int32_t q);
+
+/* Every token's kiln_mass, summed. chunk_sums (NULL: not wanted) gets the
+ * sum of each KILN_CPU_CHUNK tokens; fbits (NULL: not wanted) gets, per
+ * token, the bits of the binary32 F = 2^f * 2^(40 + n) whose floor is the
+ * mass (kiln_cpu_fbits_mass): monotone in the logit like the mass, and a
+ * mass that later passes recover without the exponential. Returns the total. */
+uint64_t kiln_cpu_mass_chunks(const kiln_cpu_row *row, const kiln_cpu_mass_ctx *mc,
+                              uint64_t *chunk_sums, uint32_t *fbits);
+
+/* w[i] = kiln_mass of token start + i, for i < len (len <= KILN_CPU_CHUNK). */
+void kiln_cpu_mass_span(const kiln_cpu_row *row, int64_t start, int64_t len,
+                        const kiln_cpu_mass_ctx *mc, uint64_t *w);
+
+/* The mass that fbits stand for: floor(F), F = P * 2^(40 + n) exactly. */
+static inline uint64_t kiln_cpu_fbits_mass(uint32_t fb)
+{
+    return (uint64_t)kiln_f32_from_bits(fb); /* F >= 0: truncation is floor */
+}
+
+/* The fbits of one token, by the steps of kiln_mass (the scalar reference). */
+uint32_t kiln_cpu_mass_fbits(float x, float m, float c);
+
+/* ------------------------------------------------------ whole-row scans */
+
+/* Smallest and largest kiln_order_key over the row. */
+void kiln_cpu_row_key_range(const kiln_cpu_row *row, uint32_t *min_key, uint32_t *max_key);
+/* The first i whose value equals `value` (-1 if none); -0 == +0. */
+int64_t kiln_cpu_row_find_first(const kiln_cpu_row *row, float value);
+/* Ids of the tokens with x >= threshold, ascending; returns how many. */
+size_t kiln_cpu_row_collect_at_least(const kiln_cpu_row *row, float threshold, uint32_t *ids);
+/* Number of tokens with x >= threshold. */
+int64_t kiln_cpu_row_count_at_least(const kiln_cpu_row *row, float threshold);
+/* The row as f32 (exact for bf16). */
+void kiln_cpu_row_to_f32(const kiln_cpu_row *row, float *out);
+
+#endif

@@ -1,0 +1,226 @@
+/* The CPU backend's vectorised row passes (csrc/cpu/cpu_mass.c,
+ * cpu_scan.c, cpu_dense.c), compiled into this test, against the scalar
+ * contract of csrc/shared/numerics.h, under every instruction set this CPU
+ * has (scalar, AVX2, AVX-512): masses, chunk sums, fbits, masked passes, the
+ * bf16 scans and the logit thresholds of min-p. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "cpu/cpu_kept.h"
+#include "cpu/cpu_row.h"
+#include "logit_shapes.h"
+
+static const char *isa_name(int isa)
+{
+    return isa == KILN_ISA_AVX512 ? "avx512" : isa == KILN_ISA_AVX2 ? "avx2" : "scalar";
+}
+
+/* Every instruction set up to the best one present. */
+static int isa_count(void)
+{
+    kiln_cpu_isa_force(KILN_ISA_AVX512);
+    return (int)kiln_cpu_isa_level() + 1;
+}
+
+static uint16_t bf16_of(float f)
+{
+    return kiln_f32_to_bf16(f);
+}
+
+/* One row through the mass pass, every output against kiln_mass. */
+static void check_row(const kiln_cpu_row *row, float m, float c, int32_t qmin, const char *what)
+{
+    const int64_t V = row->n, nch = (V + KILN_CPU_CHUNK - 1) / KILN_CPU_CHUNK;
+    uint64_t *ref = malloc((size_t)V * 8), *chunks = malloc((size_t)nch * 8);
+    uint32_t *fb = malloc((size_t)V * 4);
+    uint64_t total = 0;
+    for (int64_t i = 0; i < V; ++i) {
+        const float x = kiln_cpu_row_at(row, i);
+        const uint64_t w = kiln_mass(x, m, c);
+        cr_assert_eq(kiln_cpu_mass_of_q(kiln_cpu_mass_q(x, m, c)), w, "%s: mass_of_q at %lld", what,
+                     (long long)i);
+        cr_assert_eq(kiln_cpu_fbits_mass(kiln_cpu_mass_fbits(x, m, c)), w, "%s: fbits at %lld",
+                     what, (long long)i);
+        ref[i] = kiln_cpu_mass_q(x, m, c) >= qmin ? w : 0;
+        total += ref[i];
+    }
+    for (int isa = 0; isa < isa_count(); ++isa) {
+        kiln_cpu_isa_force(isa);
+        kiln_cpu_mass_ctx mc = kiln_cpu_mass_ctx_init(m, c);
+        mc.qmin = qmin;
+        mc.masked = qmin > -(64 << 23);
+        memset(fb, 0xAB, (size_t)V * 4);
+        const uint64_t got = kiln_cpu_mass_chunks(row, &mc, chunks, mc.masked ? NULL : fb);
+        cr_assert_eq(got, total, "%s %s: total %llu, expected %llu", what, isa_name(isa),
+                     (unsigned long long)got, (unsigned long long)total);
+        for (int64_t ch = 0; ch < nch; ++ch) {
+            uint64_t want = 0, w[KILN_CPU_CHUNK];
+            const int64_t start = ch * KILN_CPU_CHUNK;
+            const int64_t len = V - start < KILN_CPU_CHUNK ? V - start : KILN_CPU_CHUNK;
+            for (int64_t i = 0; i < len; ++i)
+                want += ref[start + i];
+            cr_assert_eq(chunks[ch], want, "%s %s: chunk %lld", what, isa_name(isa), (long long)ch);
+            kiln_cpu_mass_span(row, start, len, &mc, w);
+            for (int64_t i = 0; i < len; ++i)
+                cr_assert_eq(w[i], ref[start + i], "%s %s: span at %lld", what, isa_name(isa),
+                             (long long)(start + i));
+        }
+        if (!mc.masked)
+            for (int64_t i = 0; i < V; ++i)
+                cr_assert_eq(fb[i], kiln_cpu_mass_fbits(kiln_cpu_row_at(row, i), m, c),
+                             "%s %s: fbits at %lld", what, isa_name(isa), (long long)i);
+    }
+    kiln_cpu_isa_force(KILN_ISA_AVX512);
+    free(ref);
+    free(chunks);
+    free(fb);
+}
+
+/* Every 23-bit fraction j: the vector 2^f (kiln_exp2_fraction without its
+ * clamp) must equal the scalar one for each, or the clamp is not the
+ * identity the kernels assume. x = -k 2^-23 with m = 0, c = 1 gives q = -k. */
+Test(cpu_kernels, every_fraction)
+{
+    const int64_t V = (int64_t)1 << 23;
+    float *x = malloc((size_t)V * 4);
+    for (int64_t k = 0; k < V; ++k)
+        x[k] = -(float)k * 0x1p-23f;
+    kiln_cpu_row row = { x, 0, V };
+    check_row(&row, 0.0f, 1.0f, -(64 << 23), "every fraction");
+    free(x);
+}
+
+/* Rows that reach every n, the clamp, -inf, -0, subnormals, the max, odd
+ * lengths; temperatures that take the fused and the unfused multiply. */
+Test(cpu_kernels, masses_chunks_spans)
+{
+    static const int64_t lens[] = { 1, 7, 16, 17, 255, 256, 257, 1000, 4099 };
+    static const float temps[] = { 1.0f, 0.7f, 5.0f, 1e-30f, 1e30f, 0.01f };
+    ks_rng rng = { 42 };
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; ++li)
+        for (size_t ti = 0; ti < sizeof temps / sizeof temps[0]; ++ti)
+            for (int shape = 0; shape < 4; ++shape) {
+                const int64_t V = lens[li];
+                float *x = malloc((size_t)V * 4);
+                uint16_t *h = malloc((size_t)V * 2);
+                float m = shape == 3 ? 0.0f : 3.5f;
+                for (int64_t i = 0; i < V; ++i) {
+                    const double u = ks_rng_unit(&rng);
+                    float v = (float)(m - 80.0 * u * u);
+                    if (shape == 1)
+                        v = (float)(m - 1e-3 * u);
+                    if (shape == 3) /* a max of zero: x - m = x, down to subnormals */
+                        v = -(float)ldexp(u, -(int)(ks_rng_u64(&rng) % 160));
+                    switch (ks_rng_u64(&rng) % 23) {
+                    case 0: v = -INFINITY; break;
+                    case 1: v = -0.0f; break;
+                    case 2: v = m; break;
+                    case 3: v = -1e38f; break;
+                    default: break;
+                    }
+                    x[i] = v <= m ? v : m;
+                }
+                x[(int64_t)(ks_rng_u64(&rng) % (uint64_t)V)] = m;
+                for (int64_t i = 0; i < V; ++i)
+                    h[i] = bf16_of(x[i]);
+                const float c = kiln_exp2_factor(temps[ti]);
+                kiln_cpu_row rf = { x, 0, V }, rb = { h, 1, V };
+                const float mb = kiln_bf16_to_f32(bf16_of(m));
+                check_row(&rf, m, c, -(64 << 23), "f32");
+                check_row(&rb, mb, c, -(64 << 23), "bf16");
+                const int32_t qmin = -(int32_t)(ks_rng_u64(&rng) % (40u << 23));
+                check_row(&rf, m, c, qmin, "f32 masked");
+                check_row(&rb, mb, c, qmin, "bf16 masked");
+                free(x);
+                free(h);
+            }
+}
+
+Test(cpu_kernels, fused_guard)
+{
+    /* a product that rounds to -0 unfused but not fused must not be fused */
+    kiln_cpu_mass_ctx mc = kiln_cpu_mass_ctx_init(0.0f, kiln_exp2_factor(1e30f));
+    cr_assert_eq(mc.fused, 0);
+    mc = kiln_cpu_mass_ctx_init(8.0f, kiln_exp2_factor(0.7f));
+    cr_assert_eq(mc.fused, 1);
+    mc = kiln_cpu_mass_ctx_init(8.0f, kiln_exp2_factor(1e-30f)); /* c clamped near FLT_MAX */
+    cr_assert_eq(mc.fused, 0);
+    /* the case itself: x - m = -2^-149, c tiny */
+    float x[2] = { 0.0f, -0x1p-149f };
+    kiln_cpu_row row = { x, 0, 2 };
+    check_row(&row, 0.0f, kiln_exp2_factor(3e38f), -(64 << 23), "tiny product");
+}
+
+/* bf16 scans against the same scans of the row widened to f32 (valid rows:
+ * -inf but no NaN or +inf). */
+Test(cpu_kernels, bf16_scans)
+{
+    ks_rng rng = { 7 };
+    for (int rep = 0; rep < 200; ++rep) {
+        const int64_t V = 1 + (int64_t)(ks_rng_u64(&rng) % 3000);
+        uint16_t *h = malloc((size_t)V * 2);
+        float *x = malloc((size_t)V * 4);
+        uint32_t *a = malloc((size_t)V * 4), *b = malloc((size_t)V * 4);
+        for (int64_t i = 0; i < V; ++i) {
+            h[i] = (uint16_t)ks_rng_u64(&rng);
+            if ((h[i] & 0x7F80u) == 0x7F80u && h[i] != 0xFF80u) /* rows here hold no NaN, no +inf */
+                h[i] = 0xFF80u;
+            if (rep % 2) /* few distinct values: ties, -0 and +0 */
+                h[i] = (uint16_t[]){ 0x0000, 0x8000, 0x3F80, 0xBF80, 0xFF80, 0x4000 }[ks_rng_u64(&rng) % 6];
+            x[i] = kiln_bf16_to_f32(h[i]);
+        }
+        kiln_cpu_row rb = { h, 1, V }, rf = { x, 0, V };
+        for (int isa = 0; isa < isa_count(); ++isa) {
+            kiln_cpu_isa_force(isa);
+            uint32_t lo_b, hi_b, lo_f, hi_f;
+            kiln_cpu_row_key_range(&rb, &lo_b, &hi_b);
+            kiln_cpu_row_key_range(&rf, &lo_f, &hi_f);
+            cr_assert_eq(lo_b, lo_f);
+            cr_assert_eq(hi_b, hi_f);
+            for (int t = 0; t < 8; ++t) {
+                const float thr = t == 0 ? -0.0f : t == 1 ? 0.0f
+                                        : kiln_bf16_to_f32((uint16_t)ks_rng_u64(&rng)) +
+                                              (t > 4 ? 1e-3f : 0.0f);
+                if (thr != thr)
+                    continue;
+                cr_assert_eq(kiln_cpu_row_count_at_least(&rb, thr), kiln_cpu_row_count_at_least(&rf, thr));
+                const size_t na = kiln_cpu_row_collect_at_least(&rb, thr, a);
+                const size_t nb = kiln_cpu_row_collect_at_least(&rf, thr, b);
+                cr_assert_eq(na, nb, "threshold %a", (double)thr);
+                cr_assert_eq(memcmp(a, b, na * 4), 0);
+                const float v = x[ks_rng_u64(&rng) % (uint64_t)V];
+                if (v == v)
+                    cr_assert_eq(kiln_cpu_row_find_first(&rb, v), kiln_cpu_row_find_first(&rf, v));
+            }
+        }
+        kiln_cpu_isa_force(KILN_ISA_AVX512);
+        free(h);
+        free(x);
+        free(a);
+        free(b);
+    }
+}
+
+/* min-p's threshold: mass >= L iff x >= logit_for_q(q_for_mass(L)). */
+Test(cpu_kernels, min_p_threshold)
+{
+    ks_rng rng = { 9 };
+    static const float temps[] = { 1.0f, 0.7f, 3.0f, 1e-20f };
+    for (int rep = 0; rep < 400; ++rep) {
+        const float T = temps[rep % 4], c = kiln_exp2_factor(T);
+        const float m = (float)(10.0 * ks_rng_unit(&rng) - 5.0);
+        const uint64_t L = rep % 7 == 0 ? KILN_MASS_ONE : 1 + ks_rng_u64(&rng) % KILN_MASS_ONE;
+        const int32_t q = kiln_cpu_q_for_mass(L);
+        cr_assert(kiln_cpu_mass_of_q(q) >= L);
+        cr_assert(q == -(64 << 23) || kiln_cpu_mass_of_q(q - 1) < L);
+        const float x0 = kiln_cpu_logit_for_q(m, c, q);
+        cr_assert(kiln_mass(x0, m, c) >= L);
+        const float below = nextafterf(x0, -INFINITY);
+        if (x0 != -INFINITY)
+            cr_assert(kiln_mass(below, m, c) < L, "m %a T %g L %llu", (double)m, (double)T,
+                      (unsigned long long)L);
+    }
+}
