@@ -209,5 +209,11 @@ int main(int argc, char **argv)
         fflush(stdout);
     }
     kiln_sampler_destroy(st.s);
+    void *owned[] = { st.logits, st.mask, st.bias_off, st.bias_ids, st.bias_values, st.tokens,
+                      st.ranks, st.top_ids, st.final_ids, st.kept, st.targets, st.logprobs,
+                      st.top_lp, st.final_lp, st.entropy, st.raw_entropy, st.temps, st.scores,
+                      st.ws };
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; ++i)
+        free(owned[i]);
     return 0;
 }
