@@ -39,6 +39,13 @@ kiln_cpu_kept kiln_cpu_keep_dense(const kiln_cpu_row *row, const kiln_cpu_mass_c
 kiln_cpu_kept kiln_cpu_keep_min_p(const kiln_cpu_row *row, float m, float c, uint64_t min_mass,
                                   uint32_t *ids, uint64_t *w, uint64_t *chunks);
 
+/* top-p alone (no top-k, cpu_top_p.c): the nucleus as a chunked set with a
+ * cut, found in a band of tokens a sample chose (checked exactly); 0 when
+ * the caller must take the exact path over every token. total_all gets S,
+ * the mass of every token. Uses every scratch buffer but marks. */
+int kiln_cpu_keep_top_p(const kiln_cpu_row *row, float m, float c, float top_p, uint64_t lo,
+                        kiln_cpu_scratch *sc, kiln_cpu_kept *out, uint64_t *total_all);
+
 /* The smallest q whose mass reaches `mass` (1 <= mass <= 2^40). */
 int32_t kiln_cpu_q_for_mass(uint64_t mass);
 /* The smallest logit x <= m (x = -inf included) with kiln_cpu_mass_q(x, m, c) >= q. */

@@ -451,7 +451,7 @@ void kiln_cpu_distribution(const kiln_sampler *s, const kiln_call *c, const kiln
     } else if (k < V) {
         kept = from_kept_set(keep_top_k_select(row_f32(row, sc), V, k, &r, m, cexp, lo, sc));
         have_total_all = 0;
-    } else {
+    } else if (!kiln_cpu_keep_top_p(row, m, cexp, r.top_p, lo, sc, &kept, &total_all)) {
         const float *x = row_f32(row, sc);
         total_all = kiln_cpu_masses(x, V, m, cexp, sc->w);
         const kiln_cpu_cut cut = kiln_cpu_radix_cut(

@@ -1,0 +1,230 @@
+/* top-p without top-k (docs/semantics.md section 5): the nucleus from one
+ * mass pass and a select over a narrow band of tokens, instead of a weighted
+ * radix select over every token.
+ *
+ * The cut is the first token in canonical order whose inclusive mass reaches
+ * target = ceil(p * S). The mass pass leaves each token's fbits (cpu_row.h):
+ * monotone in the logit, and its mass without an exponential. So for
+ * thresholds t_lo < t_hi on the fbits, every token at or above t_hi precedes
+ * the band t_lo <= fbits < t_hi, which precedes the rest. With A the mass at
+ * or above t_hi and B the band's, A < target <= A + B puts the cut in the
+ * band: a select over the band (target - A) finds the same token as one over
+ * the whole row, and every token above the band is kept. A sample of the
+ * fbits only chooses t_lo and t_hi; the condition is checked exactly, and the
+ * caller takes the exact path when it fails, so the sample decides speed,
+ * never the answer. */
+#include <string.h>
+
+#include "cpu_kept.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(KILN_NO_CLONES)
+#define KILN_X86_KERNELS 1
+#include <immintrin.h>
+#define KILN_T256 __attribute__((target("avx2")))
+#endif
+
+enum { SAMPLES = 2048, BAND_SAMPLES = 24 };
+
+/* One pass over the fbits: the mass of the tokens with fbits >= hi, per
+ * chunk and in all, and the ids of the band lo <= fbits < hi, ascending
+ * (1 <= lo < hi). fbits are below 2^31 (F >= 0), so signed compares order
+ * them. The AVX2 code takes floor(F) = m * 2^s (m the 24-bit significand)
+ * apart into its low 20 bits and the rest, as the mass pass does, so a
+ * chunk's 256 parts sum exactly in 32-bit lanes (shifts of 32 or more give
+ * 0); and since the band holds a token or two of every 64, a branch per
+ * token would mispredict, so it appends the set bits of a compare mask. */
+static uint64_t band_pass_scalar(const uint32_t *fb, int64_t from, int64_t n, uint32_t lo,
+                                 uint32_t hi, uint64_t *sums, uint32_t *ids, size_t *count)
+{
+    uint64_t total = 0;
+    for (int64_t base = from; base < n; base += KILN_CPU_CHUNK) {
+        const int64_t end = base + KILN_CPU_CHUNK < n ? base + KILN_CPU_CHUNK : n;
+        uint64_t s = 0;
+        for (int64_t i = base; i < end; ++i) {
+            s += fb[i] >= hi ? kiln_cpu_fbits_mass(fb[i]) : 0;
+            if (fb[i] >= lo && fb[i] < hi)
+                ids[(*count)++] = (uint32_t)i;
+        }
+        sums[base / KILN_CPU_CHUNK] = s;
+        total += s;
+    }
+    return total;
+}
+
+#ifdef KILN_X86_KERNELS
+KILN_T256 static uint64_t band_pass_256(const uint32_t *fb, int64_t n, uint32_t lo, uint32_t hi,
+                                        uint64_t *sums, uint32_t *ids, size_t *count)
+{
+    const __m256i vlo = _mm256_set1_epi32((int32_t)lo), vhi = _mm256_set1_epi32((int32_t)hi);
+    const __m256i low20 = _mm256_set1_epi32(0xFFFFF), man = _mm256_set1_epi32(0x7FFFFF);
+    const __m256i implicit = _mm256_set1_epi32(0x800000), bias = _mm256_set1_epi32(150);
+    const __m256i twenty = _mm256_set1_epi32(20);
+    uint64_t total = 0;
+    size_t c = *count;
+    int64_t base = 0;
+    for (; base + KILN_CPU_CHUNK <= n; base += KILN_CPU_CHUNK) {
+        __m256i alo = _mm256_setzero_si256(), ahi = alo;
+        for (int64_t b = base; b < base + KILN_CPU_CHUNK; b += 64) {
+            uint64_t bits = 0;
+            for (int v = 0; v < 8; ++v) {
+                const __m256i f = _mm256_loadu_si256((const __m256i *)(fb + b + 8 * v));
+                const __m256i below_hi = _mm256_cmpgt_epi32(vhi, f);
+                const __m256i in = _mm256_andnot_si256(_mm256_cmpgt_epi32(vlo, f), below_hi);
+                bits |= (uint64_t)(uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(in)) << (8 * v);
+                const __m256i m = _mm256_or_si256(_mm256_and_si256(f, man), implicit);
+                const __m256i sh = _mm256_sub_epi32(_mm256_srli_epi32(f, 23), bias); /* e - 23 */
+                const __m256i neg = _mm256_sub_epi32(_mm256_setzero_si256(), sh);
+                const __m256i w =
+                    _mm256_or_si256(_mm256_sllv_epi32(m, sh), _mm256_srlv_epi32(m, neg));
+                const __m256i h = _mm256_srlv_epi32(m, _mm256_sub_epi32(twenty, sh));
+                alo = _mm256_add_epi32(alo, _mm256_andnot_si256(below_hi, _mm256_and_si256(w, low20)));
+                ahi = _mm256_add_epi32(ahi, _mm256_andnot_si256(below_hi, h));
+            }
+            while (bits) {
+                ids[c++] = (uint32_t)(b + __builtin_ctzll(bits));
+                bits &= bits - 1;
+            }
+        }
+        uint32_t l[8], h[8];
+        _mm256_storeu_si256((__m256i *)l, alo);
+        _mm256_storeu_si256((__m256i *)h, ahi);
+        uint64_t lo_sum = 0, hi_sum = 0;
+        for (int k = 0; k < 8; ++k) {
+            lo_sum += l[k];
+            hi_sum += h[k];
+        }
+        const uint64_t s = (hi_sum << 20) + lo_sum;
+        sums[base / KILN_CPU_CHUNK] = s;
+        total += s;
+    }
+    *count = c;
+    return total + band_pass_scalar(fb, base, n, lo, hi, sums, ids, count);
+}
+#endif
+
+static uint64_t band_pass(const uint32_t *fb, int64_t n, uint32_t lo, uint32_t hi, uint64_t *sums,
+                          uint32_t *ids, size_t *count)
+{
+    *count = 0;
+#ifdef KILN_X86_KERNELS
+    if (kiln_cpu_isa_level() >= KILN_ISA_AVX2)
+        return band_pass_256(fb, n, lo, hi, sums, ids, count);
+#endif
+    return band_pass_scalar(fb, 0, n, lo, hi, sums, ids, count);
+}
+
+static int in_prefix(float x, uint32_t id, kiln_cpu_cut cut)
+{
+    const uint32_t k = kiln_order_key(x);
+    return k > cut.key || (k == cut.key && id <= cut.id);
+}
+
+/* t_lo and t_hi around the sample's estimate of the cut: walking the sorted
+ * sample up from its lightest token, the tail mass (scaled by the stride)
+ * crosses S - target at the cut; the band spans BAND_SAMPLES sample points
+ * on either side. The tail is many small masses, which a stride sample
+ * estimates well; the head, which it may miss, is never estimated. The band
+ * starts at a non-zero mass, so a peaked row collects only its few tokens. */
+static void sampled_band(const uint32_t *fb, int64_t V, uint64_t tail_mass, uint32_t *work,
+                         uint32_t *t_lo, uint32_t *t_hi)
+{
+    const int64_t stride = V / SAMPLES;
+    const size_t n = (size_t)(V / stride);
+    uint32_t *key = work, *id = work + SAMPLES, *key_tmp = work + 2 * SAMPLES,
+             *id_tmp = work + 3 * SAMPLES;
+    for (size_t s = 0; s < n; ++s) {
+        key[s] = fb[(int64_t)s * stride];
+        id[s] = (uint32_t)s;
+    }
+    kiln_cpu_sort_desc(&key, &id, &key_tmp, &id_tmp, n);
+    size_t j = n - 1;
+    uint64_t tail = 0;
+    for (; j > 0; --j) {
+        tail += kiln_cpu_fbits_mass(key[j]) * (uint64_t)stride;
+        if (tail > tail_mass)
+            break;
+    }
+    const uint32_t one = kiln_f32_bits(1.0f); /* the smallest fbits of a non-zero mass */
+    const uint32_t a = key[j + BAND_SAMPLES < n ? j + BAND_SAMPLES : n - 1];
+    const uint32_t b = key[j > BAND_SAMPLES ? j - BAND_SAMPLES : 0];
+    *t_lo = a > one ? a : one;
+    *t_hi = b > *t_lo ? b : *t_lo + 1;
+}
+
+int kiln_cpu_keep_top_p(const kiln_cpu_row *row, float m, float c, float top_p, uint64_t lo,
+                        kiln_cpu_scratch *sc, kiln_cpu_kept *out, uint64_t *total_all)
+{
+    const int64_t V = row->n;
+    if (V < 8 * SAMPLES)
+        return 0;
+    const kiln_cpu_mass_ctx mc = kiln_cpu_mass_ctx_init(m, c);
+    uint32_t *fb = sc->tmp[0].id;
+    const uint64_t total = kiln_cpu_mass_chunks(row, &mc, NULL, fb);
+    *total_all = total;
+    const uint64_t target = kiln_ceil_scale(top_p, total);
+    uint32_t t_lo, t_hi;
+    sampled_band(fb, V, total - target, (uint32_t *)sc->w, &t_lo, &t_hi);
+
+    /* the chunk sums at the end of w, the band's masses at its start; when
+     * the cut lies above the band (a head the sample missed) or below it,
+     * one more try takes everything above, or everything below with mass */
+    const int64_t chunks = (V + KILN_CPU_CHUNK - 1) / KILN_CPU_CHUNK;
+    uint64_t *sums = sc->w + V - chunks, *w = sc->w;
+    uint32_t *ids = sc->cand;
+    const uint32_t one = kiln_f32_bits(1.0f), infinite = kiln_f32_bits(__builtin_inff());
+    uint64_t above = 0, band = 0;
+    size_t n = 0;
+    for (int attempt = 0;; ++attempt) {
+        /* min-p must not remove a band token: then it removes nothing kept */
+        if (attempt == 2 || kiln_cpu_fbits_mass(t_lo) < lo)
+            return 0;
+        above = band_pass(fb, V, t_lo, t_hi, sums, ids, &n);
+        if (above >= target) {
+            t_lo = t_hi;
+            t_hi = infinite;
+            continue;
+        }
+        if ((int64_t)n > V - chunks)
+            return 0; /* the band's masses would reach the chunk sums */
+        band = 0;
+        for (size_t j = 0; j < n; ++j)
+            band += w[j] = kiln_cpu_fbits_mass(fb[ids[j]]);
+        if (above + band >= target)
+            break;
+        t_hi = t_lo;
+        t_lo = one;
+    }
+
+    /* the select reads logits by id: the f32 row itself, or (bf16, whose
+     * scratch x is free then) the band's values packed in id order, which
+     * keeps the ascending-id tie order */
+    kiln_cpu_cut cut;
+    if (!row->bf16) {
+        cut = kiln_cpu_radix_cut((const float *)row->data, ids, w, n, target - above, &sc->tmp[0],
+                                 &sc->tmp[1]);
+    } else {
+        for (size_t j = 0; j < n; ++j)
+            sc->x[j] = kiln_cpu_row_at(row, ids[j]);
+        cut = kiln_cpu_radix_cut(sc->x, NULL, w, n, target - above, &sc->tmp[0], &sc->tmp[1]);
+        cut.id = ids[cut.id];
+    }
+    /* the kept set is chunked: the tokens of the cut's prefix (every one
+     * above the band, and min-p removes none of them); its chunk sums live
+     * in tmp[1].w, where the other chunked sets keep theirs */
+    uint64_t kept = above;
+    for (size_t j = 0; j < n; ++j)
+        if (in_prefix(kiln_cpu_row_at(row, ids[j]), ids[j], cut)) {
+            sums[ids[j] / KILN_CPU_CHUNK] += w[j];
+            kept += w[j];
+        }
+    memcpy(sc->tmp[1].w, sums, (size_t)chunks * sizeof *sums);
+    memset(out, 0, sizeof *out);
+    out->form = KILN_KEPT_CHUNKED;
+    out->chunks = sc->tmp[1].w;
+    out->mc = mc;
+    out->has_cut = 1;
+    out->cut = cut;
+    out->count = -1;
+    out->total = kept;
+    return 1;
+}
