@@ -65,6 +65,38 @@ def table(rows, method, dtype):
     return "\n".join(lines) + "\n"
 
 
+def cpu_summary(rows):
+    """Issue 11's view: one thread, one row, every method against the read
+    floor measured in the same run, bf16 against f32, and two threads over
+    one at the largest batch."""
+    by = {(r["backend"], r["rows"], r["vocab"], r["dtype"], r["method"]): r for r in rows}
+    vocabs = sorted({r["vocab"] for r in rows if r["backend"] == "cpu-1t" and r["rows"] == 1})
+    methods = sorted({r["method"] for r in rows if r["backend"] == "cpu-1t"})
+    big = max((r["rows"] for r in rows if r["backend"] == "cpu-all"), default=None)
+    out = ["### CPU, one thread, one row: x the read floor, bf16 / f32"
+           + (f", two threads over one at B = {big}" if big else ""), ""]
+    out.append("| V | method | f32 us | x floor | bf16 us | x floor | bf16 / f32 |"
+               + (" 2 threads / 1 (f32) |" if big else ""))
+    out.append("|---|---|---|---|---|---|---|" + ("---|" if big else ""))
+    for V in vocabs:
+        for m in methods:
+            f = by.get(("cpu-1t", 1, V, "f32", m))
+            h = by.get(("cpu-1t", 1, V, "bf16", m))
+            if not f and not h:
+                continue
+            cells = [str(V), m]
+            for r in (f, h):
+                cells += [fmt(r["us"]) if r else "—",
+                          f"{r['us'] / r['floor_us']:.1f}" if r and r["floor_us"] > 0 else "—"]
+            cells.append(f"{h['us'] / f['us']:.2f}" if f and h else "—")
+            if big:
+                one = by.get(("cpu-1t", big, V, "f32", m))
+                two = by.get(("cpu-all", big, V, "f32", m))
+                cells.append(f"{one['us'] / two['us']:.2f}" if one and two else "—")
+            out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def plot(rows, method, dtype, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -118,6 +150,7 @@ def main():
     methods = sorted({r["method"] for r in rows}, key=lambda m: (m != a.method, m))
     dtypes = sorted({r["dtype"] for r in rows})
     with open(os.path.join(a.out_dir, "table.md"), "w") as f:
+        f.write(cpu_summary(rows) + "\n")
         for d in dtypes:
             for m in methods:
                 f.write(table(rows, m, d) + "\n")
