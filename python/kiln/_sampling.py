@@ -9,6 +9,7 @@ share one while a call is in flight.
 """
 
 import ctypes
+import operator
 import random
 import threading
 from typing import Any, NamedTuple, Optional
@@ -126,6 +127,76 @@ def _scalar(v):
     return v.item() if hasattr(v, "item") else v
 
 
+
+# ------------------------------------------------------ integer inputs
+# Every integer a caller passes is checked against the range of the C type it
+# becomes (or kiln.h's range, where that is wider than "fits") before any
+# conversion, so nothing wraps silently; arrays and scalars share one rule.
+_I32 = (-2**31, 2**31 - 1)
+_I64 = (-2**63, 2**63 - 1)
+_SEED = (-2**63, _U64)  # negative int64 values are the same 64 bits (-1 is 2**64 - 1)
+
+
+def _as_int(x, name):
+    """x (a Python or NumPy integer, a bool, or an integral float) as an int."""
+    if isinstance(x, float) or (hasattr(x, "dtype") and getattr(x.dtype, "kind", "") == "f"):
+        f = float(x)
+        if not f.is_integer():
+            raise ValueError(f"kiln: {name} = {f!r} is not an integer")
+        return int(f)
+    try:
+        return operator.index(x)
+    except TypeError:
+        raise ValueError(f"kiln: {name} = {x!r} is not an integer") from None
+
+
+def _check_int(x, name, bounds, clamp=False):
+    """One integer input: in [lo, hi], or (clamp) brought into it, for inputs
+    whose meaning does not change past the bound (top_k beyond int32 disables
+    top-k as k >= V does)."""
+    v = _as_int(x, name)
+    lo, hi = bounds
+    if lo <= v <= hi:
+        return v
+    if clamp:
+        return max(min(v, hi), lo)
+    raise ValueError(f"kiln: {name} = {v} is outside [{lo}, {hi}]")
+
+
+def _host_values(value):
+    """A host or device array, list or tuple as a flat list of Python numbers
+    (a host copy for device tensors: only on paths that must look at values)."""
+    import numpy
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if is_tensor(value) and view(value).device != CPU:
+        if hasattr(value, "cpu"):
+            value = value.cpu()
+        elif hasattr(value, "get"):
+            value = value.get()
+    elif is_tensor(value) and hasattr(value, "__dlpack__") and not hasattr(value, "__array__"):
+        value = numpy.from_dlpack(value)
+    return numpy.asarray(value).reshape(-1).tolist()
+
+
+def _check_ints(value, name, bounds, clamp=False, index=None):
+    """An integer array input, checked entry by entry like a scalar (the
+    first bad entry named, e.g. "seed[3] = ..."). Returns `value` itself when
+    its element type cannot hold a value outside bounds, else a list of
+    checked Python ints."""
+    dt = view(value).dtype if is_tensor(value) and not isinstance(value, (list, tuple)) else None
+    if dt in _FITS.get(bounds, ()):
+        return value
+    label = index or (lambda i: f"{name}[{i}]")
+    return [_check_int(x, label(i), bounds, clamp) for i, x in enumerate(_host_values(value))]
+
+
+_FITS = {_I32: ("int8", "int16", "int32", "uint8", "uint16", "bool"),
+         _I64: ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "bool"),
+         _SEED: ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                 "bool")}
+
+
 class _Call:
     """Collects the arrays one kiln call uses, so they stay alive until it
     returns, and turns parameters into backend memory of the right type."""
@@ -158,19 +229,31 @@ class _Call:
         self.keep.append((arr, v))
         return v.ptr
 
-    def param(self, params, name, value, dtype, convert):
+    def param(self, params, name, value, dtype, convert, bounds=None, clamp=False):
         if value is None:
             return
         if _is_scalar(value):
+            if bounds is not None:
+                value = _check_int(_scalar(value), name, bounds, clamp)
             value = convert(_scalar(value))
             setattr(params, name + "_all", value)
         else:
-            if dtype == "uint64" and isinstance(value, (list, tuple)):
-                # -1 is 2**64 - 1, as for scalars; NumPy would make a list
-                # mixing large and small ints float64.
-                import numpy
-                value = numpy.array([_u64(v) for v in value], dtype=numpy.uint64)
+            if bounds is not None:
+                value = self.ints(value, dtype, name, bounds, clamp)
             setattr(params, name, self.array(value, dtype, name))
+
+    def ints(self, value, dtype, name, bounds, clamp=False, index=None):
+        """An integer array checked by _check_ints, as something self.array
+        converts without changing a value."""
+        checked = _check_ints(value, name, bounds, clamp, index)
+        if checked is value:
+            return value
+        import numpy
+        if dtype == "uint64":
+            # -1 is 2**64 - 1, as for scalars; NumPy would make a list
+            # mixing large and small ints float64.
+            return numpy.array([_u64(v) for v in checked], dtype=numpy.uint64)
+        return numpy.array(checked, dtype=numpy.dtype(dtype))
 
 
 def _u64(v):
@@ -232,9 +315,8 @@ def sample(logits, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
     if want_cuda and hasattr(logits, "__dlpack__") and not hasattr(logits, "data_ptr") \
             and not hasattr(logits, "__cuda_array_interface__"):
         v = view(logits, stream)  # re-export ordered on the stream kiln uses
-    n = 1 if num_samples is None else int(num_samples)
-    if n < 1:
-        raise ValueError(f"kiln: num_samples = {n} must be >= 1")
+    n = 1 if num_samples is None else _check_int(num_samples, "num_samples", (1, _I32[1]))
+    num_threads = _check_int(num_threads, "num_threads", (0, _I32[1]))
 
     call = _Call(arrays, v.device, rows, stream)
     call.keep.append(v)
@@ -253,13 +335,18 @@ def sample(logits, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
     if history_offsets is not None:
         if history is not None:
             raise ValueError("kiln: pass history, or history_offsets and history_ids, not both")
+        history_offsets = call.ints(history_offsets, "int64", "history_offsets", _I64)
         batch.history_offsets = call.array(history_offsets, "int64", "history_offsets", rows + 1)
+        history_ids = call.ints(history_ids, "int32", "history_ids", _I32)
         count = view(history_ids).shape[0] if is_tensor(history_ids) else len(history_ids)
         batch.history_ids = call.array(history_ids, "int32", "history_ids", count)
         # No row is longer than all ids together; no device read needed.
         history_len = max(count, 1)
     elif history is not None:
-        seqs = [list(map(int, _host_list(h))) for h in history]
+        # An id past int32 would wrap into range and penalise another token;
+        # int32 ids outside [0, V) are left to kiln's own check and message.
+        seqs = [[_check_int(t, f"history[{b}][{i}]", _I32)
+                 for i, t in enumerate(_host_list(h))] for b, h in enumerate(history)]
         if len(seqs) != rows:
             raise ValueError(f"kiln: history has {len(seqs)} rows, expected {rows}")
         offs = [0]
@@ -273,19 +360,20 @@ def sample(logits, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
         if history is None and history_offsets is None:
             raise ValueError("kiln: prompt_lengths given without a history")
         if _is_scalar(prompt_lengths):
-            prompt_lengths = [int(_scalar(prompt_lengths))] * rows
+            prompt_lengths = [_check_int(_scalar(prompt_lengths), "prompt_lengths", _I32)] * rows
+        prompt_lengths = call.ints(prompt_lengths, "int32", "prompt_lengths", _I32)
         batch.prompt_lengths = call.array(prompt_lengths, "int32", "prompt_lengths")
 
     p = _capi.SamplingParams()
     call.param(p, "temperature", temperature, "float32", float)
-    call.param(p, "top_k", top_k, "int32", _clamp_i32)
+    call.param(p, "top_k", top_k, "int32", int, _I32, clamp=True)
     call.param(p, "top_p", top_p, "float32", float)
     call.param(p, "min_p", min_p, "float32", float)
     call.param(p, "repetition_penalty", repetition_penalty, "float32", float)
     call.param(p, "presence_penalty", presence_penalty, "float32", float)
     call.param(p, "frequency_penalty", frequency_penalty, "float32", float)
-    call.param(p, "seed", _fresh_seed() if seed is None else seed, "uint64", _u64)
-    call.param(p, "offset", 0 if offset is None else offset, "uint64", _u64)
+    call.param(p, "seed", _fresh_seed() if seed is None else seed, "uint64", _u64, _SEED)
+    call.param(p, "offset", 0 if offset is None else offset, "uint64", _u64, _SEED)
 
     lead = () if squeeze else (rows,)
     tok_shape = lead if num_samples is None else lead + (n,)
@@ -322,12 +410,6 @@ def sample(logits, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
         result["kept_counts"] = result["kept_counts"][0]
         result["valid"] = result["valid"][0]
     return SampleResult(**result)
-
-
-def _clamp_i32(k):
-    # top_k accepts every int32; anything beyond disables it just the same.
-    k = int(k)
-    return max(min(k, 2**31 - 1), -2**31)
 
 
 def _host_list(h):

@@ -1,6 +1,7 @@
 """kiln's Python package on the CPU backend with NumPy arrays: known
 answers, the exact bytes of a direct C API call, parameters as scalars and
 as arrays, zero-copy input, errors as KilnError with kiln's message."""
+import re
 import threading
 
 import numpy as np
@@ -275,3 +276,83 @@ def test_limits_grow():
         r = kiln.sample(zipf_rows(B, V, B), temperature=0.0)
         assert same_bytes(r.tokens, c_sample(zipf_rows(B, V, B), temperature=0.0, top_k=0,
                                              top_p=1.0, seed=0, offset=0)["tokens"][:, 0])
+
+
+# ------------------------------------- integer inputs never wrap (issue 16)
+def _two_peaks():
+    x = np.zeros((1, 8), np.float32)
+    x[0, 3] = 2
+    x[0, 5] = 1
+    return x
+
+
+def test_history_id_past_int32_is_rejected_not_wrapped():
+    x = _two_peaks()
+    with pytest.raises(ValueError, match=r"history\[0\]\[0\] = 4294967299 is outside \[-2147483648, 2147483647\]"):
+        kiln.sample(x, temperature=0, repetition_penalty=100., history=[[2**32 + 3]], seed=1)
+    with pytest.raises(ValueError, match=r"history\[0\]\[1\] = -4294967296 is outside"):
+        kiln.sample(x, temperature=0, repetition_penalty=100., history=[[3, -2**32]], seed=1)
+    with pytest.raises(ValueError, match=r"history_ids\[0\] = 4294967299 is outside"):
+        kiln.sample(x, temperature=0, repetition_penalty=100., history_offsets=[0, 1],
+                    history_ids=[2**32 + 3], seed=1)
+    with pytest.raises(ValueError, match=r"history_ids\[0\] = 4294967299 is outside"):
+        kiln.sample(x, temperature=0, repetition_penalty=100., history_offsets=[0, 1],
+                    history_ids=np.array([2**32 + 3], np.int64), seed=1)
+    with pytest.raises(ValueError, match=r"history_offsets\[1\] = 18446744073709551615 is outside"):
+        kiln.sample(x, temperature=0, repetition_penalty=100.,
+                    history_offsets=np.array([0, 2**64 - 1], np.uint64), history_ids=[3], seed=1)
+    # in range, the id is the id: token 3 is penalised and 5 wins
+    assert kiln.sample(x, temperature=0, repetition_penalty=100., history=[[3]],
+                       seed=1).tokens.tolist() == [5]
+
+
+def test_prompt_length_past_int32_is_rejected():
+    x = _two_peaks()
+    for pl in ([2**32 + 1], 2**32 + 1, np.array([2**32 + 1], np.int64)):
+        with pytest.raises(ValueError, match=r"prompt_lengths(\[0\])? = 4294967297 is outside"):
+            kiln.sample(x, temperature=0, frequency_penalty=100., history=[[3]],
+                        prompt_lengths=pl, seed=1)
+
+
+def test_top_k_beyond_int32_means_the_same_as_array_and_scalar():
+    x = zipf_rows(3, 64, 2)
+    # kiln.h: k >= V disables top-k; so does any k past int32, scalar or array
+    off = kiln.sample(x, top_k=0, seed=4, return_probs=True)
+    for k in (2**32 + 1, [2**32 + 1] * 3, np.array([2**32 + 1] * 3), np.array([2**63 - 1] * 3),
+              np.array([2**64 - 1] * 3, np.uint64), [2**70] * 3):
+        r = kiln.sample(x, top_k=k, seed=4, return_probs=True)
+        assert same_bytes(r.tokens, off.tokens) and same_bytes(r.probs, off.probs), k
+        assert r.kept_counts.tolist() == [64] * 3
+    # and past the negative end: k <= 0 disables too
+    r = kiln.sample(x, top_k=np.array([-2**40] * 3), seed=4, return_probs=True)
+    assert same_bytes(r.probs, off.probs)
+    with pytest.raises(ValueError, match=r"top_k\[1\] = 2.5 is not an integer"):
+        kiln.sample(x, top_k=[1, 2.5, 3])
+    with pytest.raises(ValueError, match=r"top_k = 2.5 is not an integer"):
+        kiln.sample(x, top_k=2.5)
+
+
+def test_seed_and_offset_outside_64_bits_are_rejected():
+    x = zipf_rows(2, 16, 3)
+    for name in ("seed", "offset"):
+        for v, label in ((2**64, name), ([1, 2**64], f"{name}[1]"), ([-2**63 - 1, 0], f"{name}[0]"),
+                         (-2**63 - 1, name)):
+            with pytest.raises(ValueError, match=re.escape(label) + r" = -?\d+ is outside"):
+                kiln.sample(x, **{name: v})
+    # the 64-bit range itself, with int64 negatives as the same bits
+    assert same_bytes(kiln.sample(x, seed=[-2**63, -1]).tokens,
+                      kiln.sample(x, seed=np.array([2**63, 2**64 - 1], np.uint64)).tokens)
+    assert same_bytes(kiln.sample(x, seed=1, offset=-1).tokens,
+                      kiln.sample(x, seed=1, offset=2**64 - 1).tokens)
+
+
+def test_num_samples_and_threads_are_checked():
+    x = zipf_rows(1, 16, 3)
+    with pytest.raises(ValueError, match=r"num_samples = 4294967297 is outside \[1, 2147483647\]"):
+        kiln.sample(x, num_samples=2**32 + 1)
+    with pytest.raises(ValueError, match=r"num_samples = 0 is outside"):
+        kiln.sample(x, num_samples=0)
+    with pytest.raises(ValueError, match=r"num_samples = 1.5 is not an integer"):
+        kiln.sample(x, num_samples=1.5)
+    with pytest.raises(ValueError, match=r"num_threads = 4294967297 is outside"):
+        kiln.sample(x, num_threads=2**32 + 1)
