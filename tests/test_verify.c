@@ -1,0 +1,647 @@
+/* kiln_verify_drafts against docs/semantics.md section 19: an independent
+ * model of the accept / residual rule built on kiln_sample's own outputs for
+ * each target row, the K_b = 0 promise, the distribution theorem (G-tests and
+ * exact cases), filters, bad input, invariance and the draft-extended
+ * history. CPU backend only: the arrays are host memory. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "harness.h"
+#include "shared/numerics.h"
+#include "shared/philox.h"
+#include "stats.h"
+
+typedef unsigned __int128 u128;
+
+/* ------------------------------------------------------------- sampler */
+
+typedef struct vsampler {
+    kiln_sampler *s;
+    void *ws;
+    size_t ws_size;
+} vsampler;
+
+static vsampler vs_create(int64_t max_batch, int64_t max_vocab, int64_t max_history,
+                          int threads, kiln_algorithm alg)
+{
+    kiln_config cfg = KILN_CONFIG_INIT;
+    cfg.max_batch = max_batch;
+    cfg.max_vocab = max_vocab;
+    cfg.max_samples = 4; /* so num_samples = 2 reaches the verify-only check */
+    cfg.max_history = max_history;
+    cfg.num_threads = threads;
+    cfg.algorithm = alg;
+    vsampler v = { NULL, NULL, 0 };
+    cr_assert_eq(kiln_sampler_create(&cfg, &v.s), KILN_SUCCESS, "%s", kiln_last_error());
+    cr_assert_eq(kiln_sampler_workspace_size(v.s, &v.ws_size), KILN_SUCCESS);
+    v.ws = malloc(v.ws_size ? v.ws_size : 1);
+    cr_assert_not_null(v.ws);
+    return v;
+}
+
+static void vs_destroy(vsampler *v)
+{
+    kiln_sampler_destroy(v->s);
+    free(v->ws);
+}
+
+/* ---------------------------------------------------------------- cases */
+
+static uint64_t mix(uint64_t *st)
+{
+    uint64_t z = (*st += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double unit(uint64_t *st)
+{
+    return (double)(mix(st) >> 11) * 0x1p-53;
+}
+
+/* One call's inputs, all host memory. Per-request seed, offset and
+ * temperature; the other parameters are scalars. */
+typedef struct vcase {
+    int64_t B, V;
+    int32_t K;
+    float *logits;       /* [B * (K + 1), V] */
+    int32_t *draft_ids;  /* [B, K] */
+    int32_t *num_drafts; /* [B] or NULL */
+    float *draft_probs;  /* [B, K, V] or NULL */
+    int64_t *hist_off;   /* [B + 1] or NULL */
+    int32_t *hist_ids;
+    int32_t *prompt_len; /* [B] */
+    uint64_t *seed, *offset;
+    float *temperature;
+    int32_t top_k;
+    float top_p, min_p, repetition, presence;
+} vcase;
+
+static vcase vc_alloc(int64_t B, int64_t V, int32_t K, int with_q)
+{
+    vcase c;
+    memset(&c, 0, sizeof c);
+    c.B = B;
+    c.V = V;
+    c.K = K;
+    c.logits = calloc((size_t)(B * (K + 1) * V), sizeof(float));
+    c.draft_ids = calloc((size_t)(B * K + 1), sizeof(int32_t));
+    c.num_drafts = calloc((size_t)B, sizeof(int32_t));
+    c.draft_probs = with_q ? calloc((size_t)(B * K * V + 1), sizeof(float)) : NULL;
+    c.seed = calloc((size_t)B, sizeof(uint64_t));
+    c.offset = calloc((size_t)B, sizeof(uint64_t));
+    c.temperature = calloc((size_t)B, sizeof(float));
+    cr_assert(c.logits && c.draft_ids && c.num_drafts && (c.draft_probs || !with_q) && c.seed &&
+              c.offset && c.temperature);
+    for (int64_t b = 0; b < B; ++b) {
+        c.num_drafts[b] = K;
+        c.temperature[b] = 1.0f;
+    }
+    c.top_p = 1.0f;
+    c.repetition = 1.0f;
+    return c;
+}
+
+static void vc_free(vcase *c)
+{
+    free(c->logits);
+    free(c->draft_ids);
+    free(c->num_drafts);
+    free(c->draft_probs);
+    free(c->hist_off);
+    free(c->hist_ids);
+    free(c->prompt_len);
+    free(c->seed);
+    free(c->offset);
+    free(c->temperature);
+}
+
+/* Random logits, a random q per draft position with the draft drawn from q
+ * (so some drafts are accepted and some are not), and per-request seeds. */
+static void vc_fill(vcase *c, uint64_t *st)
+{
+    const int64_t V = c->V, K = c->K;
+    for (int64_t i = 0; i < c->B * (K + 1) * V; ++i)
+        c->logits[i] = (float)(4.0 * unit(st) - 2.0);
+    for (int64_t b = 0; b < c->B; ++b) {
+        c->seed[b] = mix(st);
+        c->offset[b] = mix(st) >> 8;
+        for (int64_t i = 0; i < K; ++i) {
+            float *q = c->draft_probs ? c->draft_probs + (b * K + i) * V : NULL;
+            if (!q) {
+                c->draft_ids[b * K + i] = (int32_t)(mix(st) % (uint64_t)V);
+                continue;
+            }
+            double sum = 0.0, w[64];
+            for (int64_t v = 0; v < V; ++v) {
+                w[v] = unit(st) < 0.3 ? 0.0 : exp(3.0 * unit(st));
+                sum += w[v];
+            }
+            if (sum == 0.0)
+                w[0] = sum = 1.0;
+            double u = unit(st) * sum, run = 0.0;
+            int32_t d = -1;
+            for (int64_t v = 0; v < V; ++v) {
+                q[v] = (float)(w[v] / sum);
+                run += w[v];
+                if (d < 0 && w[v] > 0.0 && u < run)
+                    d = (int32_t)v;
+            }
+            if (d < 0)
+                for (d = (int32_t)V - 1; w[d] == 0.0; --d)
+                    ;
+            c->draft_ids[b * K + i] = d;
+        }
+    }
+}
+
+static void vc_history(vcase *c, uint64_t *st, int64_t max_len)
+{
+    c->hist_off = calloc((size_t)(c->B + 1), sizeof(int64_t));
+    c->hist_ids = calloc((size_t)(c->B * max_len + 1), sizeof(int32_t));
+    c->prompt_len = calloc((size_t)c->B, sizeof(int32_t));
+    cr_assert(c->hist_off && c->hist_ids && c->prompt_len);
+    for (int64_t b = 0; b < c->B; ++b) {
+        const int64_t len = (int64_t)(mix(st) % (uint64_t)(max_len + 1));
+        c->hist_off[b + 1] = c->hist_off[b] + len;
+        c->prompt_len[b] = (int32_t)(len ? mix(st) % (uint64_t)(len + 1) : 0);
+        for (int64_t j = 0; j < len; ++j)
+            c->hist_ids[c->hist_off[b] + j] = (int32_t)(mix(st) % (uint64_t)c->V);
+    }
+}
+
+typedef struct vout {
+    int32_t *tokens;   /* [B * (K + 1)] */
+    int32_t *accepted; /* [B] */
+    float *logprobs;   /* [B * (K + 1)] */
+    uint8_t *valid;    /* [B] */
+} vout;
+
+static vout vo_alloc(int64_t B, int32_t K)
+{
+    vout o;
+    const size_t cells = (size_t)(B * (K + 1));
+    o.tokens = malloc(cells * 4);
+    o.logprobs = malloc(cells * 4);
+    o.accepted = malloc((size_t)B * 4);
+    o.valid = malloc((size_t)B);
+    cr_assert(o.tokens && o.logprobs && o.accepted && o.valid);
+    memset(o.tokens, 0xA5, cells * 4);
+    memset(o.logprobs, 0xA5, cells * 4);
+    memset(o.accepted, 0xA5, (size_t)B * 4);
+    memset(o.valid, 0xA5, (size_t)B);
+    return o;
+}
+
+static void vo_free(vout *o)
+{
+    free(o->tokens);
+    free(o->logprobs);
+    free(o->accepted);
+    free(o->valid);
+}
+
+static kiln_batch vc_batch(const vcase *c)
+{
+    kiln_batch bt = kt_batch_f32(c->logits, c->B, c->V, 1);
+    bt.history_offsets = c->hist_off;
+    bt.history_ids = c->hist_ids;
+    bt.prompt_lengths = c->prompt_len;
+    return bt;
+}
+
+static kiln_sampling_params vc_params(const vcase *c)
+{
+    kiln_sampling_params p = KILN_SAMPLING_PARAMS_INIT;
+    p.temperature = c->temperature;
+    p.top_k_all = c->top_k;
+    p.top_p_all = c->top_p;
+    p.min_p_all = c->min_p;
+    p.repetition_penalty_all = c->repetition;
+    p.presence_penalty_all = c->presence;
+    p.seed = c->seed;
+    p.offset = c->offset;
+    return p;
+}
+
+static kiln_drafts vc_drafts(const vcase *c)
+{
+    kiln_drafts d = KILN_DRAFTS_INIT;
+    d.max_drafts = c->K;
+    d.draft_ids = c->K > 0 ? c->draft_ids : NULL;
+    d.num_drafts = c->num_drafts;
+    d.draft_probs = c->draft_probs;
+    return d;
+}
+
+static kiln_verify_outputs vo_outputs(vout *o)
+{
+    kiln_verify_outputs vo = KILN_VERIFY_OUTPUTS_INIT;
+    vo.tokens = o->tokens;
+    vo.num_accepted = o->accepted;
+    vo.logprobs = o->logprobs;
+    vo.valid = o->valid;
+    return vo;
+}
+
+static kiln_status run_verify(vsampler *v, const vcase *c, vout *o)
+{
+    const kiln_batch bt = vc_batch(c);
+    const kiln_sampling_params p = vc_params(c);
+    const kiln_drafts d = vc_drafts(c);
+    const kiln_verify_outputs vo = vo_outputs(o);
+    return kiln_verify_drafts(v->s, &bt, &p, &d, &vo, v->ws, v->ws_size, NULL);
+}
+
+static void run_ok(vsampler *v, const vcase *c, vout *o)
+{
+    const kiln_status st = run_verify(v, c, o);
+    cr_assert_eq(st, KILN_SUCCESS, "%s: %s", kiln_status_string(st), kiln_last_error());
+    cr_assert_str_eq(kiln_last_error(), "");
+}
+
+/* ------------------------------------------------------- the reference */
+
+/* kiln_sample's view of target row (b, i): the request's parameters at
+ * offset o + i, its history extended by drafts 0..i-1 when `extend`. */
+typedef struct target {
+    int32_t token; /* kiln_sample's draw with e_i (the ordinary draw) */
+    float logprob;
+    float probs[64];
+    int32_t kept;
+    uint8_t valid;
+    float x[64]; /* penalised logits, computed here from section 1 */
+} target;
+
+static void sample_target(vsampler *ks, const vcase *c, int64_t b, int64_t i, int extend,
+                          target *t)
+{
+    const int64_t V = c->V, K = c->K;
+    cr_assert(V <= 64);
+    const float *row = c->logits + (b * (K + 1) + i) * V;
+    int64_t h0 = 0, hl = 0;
+    int32_t pl = 0;
+    if (c->hist_off) {
+        h0 = c->hist_off[b];
+        hl = c->hist_off[b + 1] - h0;
+        pl = c->prompt_len[b];
+    }
+    const int64_t nd = extend ? i : 0;
+    int32_t ids[256];
+    cr_assert(hl + nd <= 256);
+    for (int64_t j = 0; j < hl; ++j)
+        ids[j] = c->hist_ids[h0 + j];
+    for (int64_t j = 0; j < nd; ++j)
+        ids[hl + j] = c->draft_ids[b * K + j];
+    int64_t off[2] = { 0, hl + nd };
+    kiln_batch bt = kt_batch_f32(row, 1, V, 1);
+    if (c->hist_off || nd) {
+        bt.history_offsets = off;
+        bt.history_ids = ids;
+        bt.prompt_lengths = &pl;
+    }
+    kiln_sampling_params p = vc_params(c);
+    p.temperature = NULL;
+    p.temperature_all = c->temperature[b];
+    p.seed = NULL;
+    p.seed_all = c->seed[b];
+    p.offset = NULL;
+    p.offset_all = c->offset[b] + (uint64_t)i;
+    kiln_outputs o = KILN_OUTPUTS_INIT;
+    o.tokens = &t->token;
+    o.logprobs = &t->logprob;
+    o.probs = t->probs;
+    o.kept_counts = &t->kept;
+    o.valid = &t->valid;
+    const kiln_status st = kiln_sample(ks->s, &bt, &p, &o, ks->ws, ks->ws_size, NULL);
+    cr_assert_eq(st, KILN_SUCCESS, "%s", kiln_last_error());
+
+    /* section 1: repetition over the whole history, presence over the
+     * generated part, once per distinct token */
+    for (int64_t v = 0; v < V; ++v) {
+        float x = row[v];
+        int seen = 0, gen = 0;
+        for (int64_t j = 0; j < hl + nd; ++j)
+            if (ids[j] == v) {
+                seen = 1;
+                gen |= j >= pl;
+            }
+        if (seen)
+            x = x > 0.0f ? x / c->repetition : x * c->repetition;
+        if (gen)
+            x = x - c->presence;
+        t->x[v] = x;
+    }
+}
+
+/* floor(q * s) for q in [0, 1], from q's bits. */
+static uint64_t floor_scale(float q, uint64_t s)
+{
+    uint32_t bits;
+    memcpy(&bits, &q, 4);
+    const uint32_t be = bits >> 23;
+    const uint64_t man = be ? (bits & 0x7FFFFFu) | 0x800000u : bits & 0x7FFFFFu;
+    const int shift = be ? 150 - (int)be : 149;
+    const u128 prod = (u128)man * s;
+    return shift >= 128 ? 0 : (uint64_t)(prod >> shift);
+}
+
+static uint64_t hi64(uint64_t a, uint64_t b)
+{
+    return (uint64_t)(((u128)a * b) >> 64);
+}
+
+static float nan_bits(void)
+{
+    const uint32_t u = 0x7FC00000u;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Section 19's rule for request b, from kiln_sample's outputs per target
+ * row. Masses come from section 5 on the penalised logits and are checked
+ * byte for byte against kiln_sample's probs before they are used. Returns
+ * the request's valid flag. */
+static int reference(vsampler *ks, const vcase *c, int64_t b, int extend, int32_t *tokens,
+                     float *logprobs, int32_t *accepted)
+{
+    const int64_t V = c->V, K = c->K, kb = c->num_drafts ? c->num_drafts[b] : K;
+    const float T = c->temperature[b];
+    for (int64_t i = 0; i <= K; ++i) {
+        tokens[i] = -1;
+        logprobs[i] = nan_bits();
+    }
+    *accepted = 0;
+    for (int64_t i = 0; i <= kb; ++i) {
+        target t;
+        sample_target(ks, c, b, i, extend, &t);
+        if (!t.valid) {
+            for (int64_t j = 0; j <= K; ++j) {
+                tokens[j] = -1;
+                logprobs[j] = nan_bits();
+            }
+            *accepted = 0;
+            return 0;
+        }
+        if (i == kb) {
+            tokens[i] = t.token;
+            logprobs[i] = t.logprob;
+            return 1;
+        }
+        const int32_t d = c->draft_ids[b * K + i];
+        if (T == 0.0f) {
+            if (d == t.token) {
+                tokens[i] = d;
+                logprobs[i] = 0.0f;
+                *accepted = (int32_t)(i + 1);
+                continue;
+            }
+            tokens[i] = t.token;
+            logprobs[i] = 0.0f;
+            return 1;
+        }
+        float m = -INFINITY;
+        for (int64_t v = 0; v < V; ++v)
+            m = t.x[v] > m ? t.x[v] : m;
+        const float cf = kiln_exp2_factor(T);
+        uint64_t w[64], S = 0;
+        for (int64_t v = 0; v < V; ++v) {
+            w[v] = t.probs[v] > 0.0f ? kiln_mass(t.x[v], m, cf) : 0;
+            S += w[v];
+        }
+        for (int64_t v = 0; v < V; ++v) {
+            const float pr = (float)((double)w[v] * (1.0 / (double)S));
+            cr_assert(memcmp(&pr, &t.probs[v], 4) == 0,
+                      "request %lld position %lld token %lld: reference mass gives prob %a, "
+                      "kiln_sample %a",
+                      (long long)b, (long long)i, (long long)v, (double)pr, (double)t.probs[v]);
+        }
+        const float *q = c->draft_probs ? c->draft_probs + (b * K + i) * V : NULL;
+        const uint64_t Qd = q ? floor_scale(q[d], S) : S;
+        const uint64_t a = kiln_philox_draw64(c->seed[b], (uint64_t)1 << 32, c->offset[b] + i);
+        const double log_s = kiln_log_mass(S);
+        if (hi64(a, Qd) < w[d]) {
+            tokens[i] = d;
+            logprobs[i] = kiln_logprob(t.x[d], m, T, log_s);
+            cr_assert(fabs(logprobs[i] - log(t.probs[d])) < 1e-5);
+            *accepted = (int32_t)(i + 1);
+            continue;
+        }
+        uint64_t R[64], tot = 0;
+        for (int64_t v = 0; v < V; ++v) {
+            const uint64_t Qv = q ? floor_scale(q[v], S) : v == d ? S : 0;
+            R[v] = w[v] > Qv ? w[v] - Qv : 0;
+            tot += R[v];
+        }
+        if (tot == 0) {
+            tokens[i] = t.token;
+            logprobs[i] = t.logprob;
+            return 1;
+        }
+        const uint64_t e = kiln_philox_draw64(c->seed[b], 0, c->offset[b] + i);
+        const uint64_t r = hi64(e, tot);
+        uint64_t run = 0;
+        int64_t v = 0;
+        for (; v < V; ++v) {
+            run += R[v];
+            if (run > r)
+                break;
+        }
+        cr_assert(v < V && t.probs[v] > 0.0f);
+        tokens[i] = (int32_t)v;
+        logprobs[i] = kiln_logprob(t.x[v], m, T, log_s);
+        cr_assert(fabs(logprobs[i] - log(t.probs[v])) < 1e-5);
+        return 1;
+    }
+    cr_assert_fail("unreachable");
+    return 0;
+}
+
+/* Every request of `o` equals the reference, byte for byte; returns how
+ * many drafts were accepted in all. */
+static int64_t check_reference(vsampler *ks, const vcase *c, const vout *o)
+{
+    const int64_t K = c->K;
+    int64_t total = 0;
+    for (int64_t b = 0; b < c->B; ++b) {
+        int32_t tok[16], acc;
+        float lp[16];
+        cr_assert(K < 16);
+        const int valid = reference(ks, c, b, 1, tok, lp, &acc);
+        cr_assert_eq(o->valid[b], valid, "request %lld", (long long)b);
+        cr_assert_eq(o->accepted[b], acc, "request %lld: %d accepted, reference %d",
+                     (long long)b, o->accepted[b], acc);
+        for (int64_t i = 0; i <= K; ++i) {
+            cr_assert_eq(o->tokens[b * (K + 1) + i], tok[i],
+                         "request %lld position %lld: token %d, reference %d", (long long)b,
+                         (long long)i, o->tokens[b * (K + 1) + i], tok[i]);
+            cr_assert(memcmp(&o->logprobs[b * (K + 1) + i], &lp[i], 4) == 0,
+                      "request %lld position %lld: logprob %a, reference %a", (long long)b,
+                      (long long)i, (double)o->logprobs[b * (K + 1) + i], (double)lp[i]);
+        }
+        /* the structure the header promises */
+        const int64_t kb = c->num_drafts ? c->num_drafts[b] : K;
+        cr_assert(acc >= 0 && acc <= kb);
+        for (int32_t i = 0; i < acc; ++i)
+            cr_assert_eq(tok[i], c->draft_ids[b * K + i]);
+        if (valid)
+            cr_assert(tok[acc] >= 0 && tok[acc] < c->V);
+        for (int64_t i = acc + 1; i <= K; ++i)
+            cr_assert(tok[i] == -1 && isnan(lp[i]));
+        total += acc;
+    }
+    return total;
+}
+
+/* --------------------------------------------------------------- tests */
+
+Test(verify, matches_reference_rule)
+{
+    vsampler v = vs_create(64 * 5, 40, 0, 1, KILN_ALGORITHM_AUTO);
+    vsampler ks = vs_create(1, 40, 16, 1, KILN_ALGORITHM_AUTO);
+    uint64_t st = 11;
+    int64_t accepted = 0, rejected = 0;
+    for (int trial = 0; trial < 12; ++trial) {
+        vcase c = vc_alloc(64, trial % 3 == 2 ? 7 : 24 + trial, 4, trial % 4 != 3);
+        vc_fill(&c, &st);
+        c.top_k = trial % 2 ? 12 : 0;
+        c.top_p = trial % 3 ? 0.9f : 1.0f;
+        c.min_p = trial == 5 ? 0.05f : 0.0f;
+        for (int64_t b = 0; b < c.B; ++b) {
+            c.num_drafts[b] = (int32_t)(mix(&st) % 5);
+            c.temperature[b] = b % 9 == 0 ? 0.0f : b % 2 ? 0.7f : 1.3f;
+        }
+        vout o = vo_alloc(c.B, c.K);
+        run_ok(&v, &c, &o);
+        const int64_t a = check_reference(&ks, &c, &o);
+        accepted += a;
+        for (int64_t b = 0; b < c.B; ++b)
+            rejected += o.accepted[b] < c.num_drafts[b];
+        vo_free(&o);
+        vc_free(&c);
+    }
+    /* the cases exercise both branches of the rule */
+    cr_assert(accepted > 100 && rejected > 100, "accepted %lld, rejected %lld",
+              (long long)accepted, (long long)rejected);
+    vs_destroy(&ks);
+    vs_destroy(&v);
+}
+
+/* An invalid target row makes its request invalid only when the rule
+ * reaches it. */
+Test(verify, invalid_row_only_when_reached)
+{
+    vsampler v = vs_create(4 * 3, 8, 0, 1, KILN_ALGORITHM_AUTO);
+    vsampler ks = vs_create(1, 8, 16, 1, KILN_ALGORITHM_AUTO);
+    vcase c = vc_alloc(4, 8, 2, 0);
+    uint64_t st = 5;
+    vc_fill(&c, &st);
+    for (int64_t b = 0; b < 4; ++b) {
+        c.temperature[b] = 0.0f;
+        for (int64_t v2 = 0; v2 < 8; ++v2)
+            c.logits[(b * 3 + 1) * 8 + v2] = (float)v2; /* position 1: top is 7 */
+        c.logits[(b * 3 + 0) * 8 + 3] = 9.0f;           /* position 0: top is 3 */
+        c.logits[(b * 3 + 2) * 8 + 5] = NAN;             /* position 2 invalid */
+    }
+    c.draft_ids[0 * 2] = 2; /* rejected at 0: valid */
+    c.draft_ids[1 * 2] = 3; /* accepted at 0, rejected at 1: valid */
+    c.draft_ids[1 * 2 + 1] = 6;
+    c.draft_ids[2 * 2] = 3; /* both accepted: reaches the NaN row */
+    c.draft_ids[2 * 2 + 1] = 7;
+    c.draft_ids[3 * 2] = 3; /* K_b = 1: the bonus at position 1 */
+    c.num_drafts[3] = 1;
+    vout o = vo_alloc(4, 2);
+    run_ok(&v, &c, &o);
+    check_reference(&ks, &c, &o);
+    cr_assert_eq(o.valid[0], 1);
+    cr_assert_eq(o.tokens[0], 3);
+    cr_assert_eq(o.valid[1], 1);
+    cr_assert(o.tokens[3] == 3 && o.tokens[4] == 7 && o.accepted[1] == 1);
+    cr_assert_eq(o.valid[2], 0);
+    cr_assert(o.tokens[6] == -1 && o.tokens[7] == -1 && o.tokens[8] == -1 && o.accepted[2] == 0);
+    cr_assert(o.valid[3] == 1 && o.accepted[3] == 1 && o.tokens[10] == 7 && o.tokens[11] == -1);
+    vo_free(&o);
+    vc_free(&c);
+    vs_destroy(&ks);
+    vs_destroy(&v);
+}
+
+/* Penalties at position i see drafts 0..i-1 as generated tokens: the rule
+ * matches the reference with the extended history, and not the one without. */
+Test(verify, penalties_see_earlier_drafts)
+{
+    vsampler v = vs_create(48 * 4, 16, 12, 1, KILN_ALGORITHM_AUTO);
+    vsampler ks = vs_create(1, 16, 32, 1, KILN_ALGORITHM_AUTO);
+    uint64_t st = 77;
+    int64_t differ = 0;
+    for (int trial = 0; trial < 6; ++trial) {
+        vcase c = vc_alloc(48, 16, 3, trial % 2 == 0);
+        vc_fill(&c, &st);
+        vc_history(&c, &st, 12);
+        c.repetition = trial < 3 ? 1.3f : 1.0f;
+        c.presence = trial % 3 ? 0.8f : 0.0f;
+        if (c.repetition == 1.0f && c.presence == 0.0f)
+            c.presence = 1.5f;
+        c.top_k = trial == 4 ? 6 : 0;
+        for (int64_t b = 0; b < c.B; ++b) {
+            c.temperature[b] = b % 7 == 0 ? 0.0f : 0.8f;
+            /* drafts that repeat one another, so the extension matters */
+            const int32_t d0 = c.draft_ids[b * c.K];
+            if (b % 2 && (!c.draft_probs || c.draft_probs[(b * c.K + 1) * c.V + d0] > 0.0f))
+                c.draft_ids[b * c.K + 1] = d0;
+        }
+        vout o = vo_alloc(c.B, c.K);
+        run_ok(&v, &c, &o);
+        check_reference(&ks, &c, &o);
+        for (int64_t b = 0; b < c.B; ++b) {
+            int32_t tok[16], acc;
+            float lp[16];
+            reference(&ks, &c, b, 0, tok, lp, &acc);
+            differ += acc != o.accepted[b] ||
+                      memcmp(tok, o.tokens + b * (c.K + 1), (size_t)(c.K + 1) * 4) != 0 ||
+                      memcmp(lp, o.logprobs + b * (c.K + 1), (size_t)(c.K + 1) * 4) != 0;
+        }
+        vo_free(&o);
+        vc_free(&c);
+    }
+    cr_assert(differ > 10, "only %lld requests tell the extended history apart",
+              (long long)differ);
+    vs_destroy(&ks);
+    vs_destroy(&v);
+}
+
+/* Greedy, by hand: logits (0, 2, 1.9, 0) at every position and drafts
+ * (1, 2). Penalising the generated 1 makes 2 the top at position 1, and
+ * penalising 1 and 2 makes 1 the top again at position 2 (the bonus). */
+Test(verify, penalised_greedy_by_hand)
+{
+    vsampler v = vs_create(3, 4, 0, 1, KILN_ALGORITHM_AUTO);
+    for (int which = 0; which < 2; ++which) {
+        vcase c = vc_alloc(1, 4, 2, 0);
+        for (int i = 0; i < 3; ++i) {
+            c.logits[i * 4 + 1] = 2.0f;
+            c.logits[i * 4 + 2] = 1.9f;
+        }
+        c.temperature[0] = 0.0f;
+        c.draft_ids[0] = 1;
+        c.draft_ids[1] = 2;
+        if (which)
+            c.repetition = 2.0f;
+        else
+            c.presence = 0.5f;
+        vout o = vo_alloc(1, 2);
+        run_ok(&v, &c, &o);
+        cr_assert_eq(o.accepted[0], 2, "penalty %d: accepted %d", which, o.accepted[0]);
+        cr_assert(o.tokens[0] == 1 && o.tokens[1] == 2 && o.tokens[2] == 1,
+                  "penalty %d: tokens %d %d %d", which, o.tokens[0], o.tokens[1], o.tokens[2]);
+        cr_assert(o.logprobs[0] == 0.0f && o.logprobs[1] == 0.0f && o.logprobs[2] == 0.0f);
+        vo_free(&o);
+        vc_free(&c);
+    }
+    vs_destroy(&v);
+}
