@@ -645,3 +645,292 @@ Test(verify, penalised_greedy_by_hand)
     }
     vs_destroy(&v);
 }
+
+/* K_b = 0 is kiln_sample of row b * (K + 1) with the request's seed and
+ * offset: same token, same logprob bytes. Both K = 0 (no draft arrays) and
+ * K = 3 with every K_b = 0. */
+Test(verify, no_drafts_is_kiln_sample)
+{
+    vsampler v = vs_create(40 * 4, 32, 8, 1, KILN_ALGORITHM_AUTO);
+    uint64_t st = 3;
+    for (int trial = 0; trial < 8; ++trial) {
+        const int32_t K = trial % 2 ? 3 : 0;
+        vcase c = vc_alloc(40, 32, K, 0);
+        vc_fill(&c, &st);
+        if (trial >= 4)
+            vc_history(&c, &st, 8);
+        c.top_k = trial % 4 == 1 ? 5 : 0;
+        c.top_p = trial % 4 == 2 ? 0.6f : 1.0f;
+        c.min_p = trial % 4 == 3 ? 0.2f : 0.0f;
+        c.repetition = trial >= 4 ? 1.2f : 1.0f;
+        c.presence = trial >= 6 ? 0.4f : 0.0f;
+        for (int64_t b = 0; b < c.B; ++b) {
+            c.num_drafts[b] = 0;
+            c.temperature[b] = b % 5 == 0 ? 0.0f : 0.5f + 0.1f * (float)(b % 7);
+        }
+        vout o = vo_alloc(c.B, K);
+        kiln_batch bt = vc_batch(&c);
+        kiln_sampling_params p = vc_params(&c);
+        kiln_drafts d = vc_drafts(&c);
+        if (K == 0)
+            d.num_drafts = NULL;
+        kiln_verify_outputs vo = vo_outputs(&o);
+        cr_assert_eq(kiln_verify_drafts(v.s, &bt, &p, &d, &vo, v.ws, v.ws_size, NULL),
+                     KILN_SUCCESS, "%s", kiln_last_error());
+
+        bt.row_stride = (K + 1) * c.V; /* row b of this batch is target row (b, 0) */
+        int32_t tok[40];
+        float lp[40];
+        kiln_outputs so = KILN_OUTPUTS_INIT;
+        so.tokens = tok;
+        so.logprobs = lp;
+        cr_assert_eq(kiln_sample(v.s, &bt, &p, &so, v.ws, v.ws_size, NULL), KILN_SUCCESS, "%s",
+                     kiln_last_error());
+        for (int64_t b = 0; b < c.B; ++b) {
+            cr_assert_eq(o.tokens[b * (K + 1)], tok[b], "trial %d request %lld", trial,
+                         (long long)b);
+            cr_assert(memcmp(&o.logprobs[b * (K + 1)], &lp[b], 4) == 0,
+                      "trial %d request %lld: logprob %a, kiln_sample %a", trial, (long long)b,
+                      (double)o.logprobs[b * (K + 1)], (double)lp[b]);
+            cr_assert(o.accepted[b] == 0 && o.valid[b] == 1);
+            for (int32_t i = 1; i <= K; ++i)
+                cr_assert(o.tokens[b * (K + 1) + i] == -1 && isnan(o.logprobs[b * (K + 1) + i]));
+        }
+        vo_free(&o);
+        vc_free(&c);
+    }
+    vs_destroy(&v);
+}
+
+/* kiln_sample's final probabilities of every target row of `c`, [B * (K + 1), V]
+ * (valid when the rows do not depend on the history). */
+static float *target_probs(vsampler *v, const vcase *c)
+{
+    const int64_t rows = c->B * (c->K + 1);
+    float *probs = malloc((size_t)(rows * c->V) * 4);
+    int32_t *tok = malloc((size_t)rows * 4);
+    cr_assert(probs && tok);
+    kiln_batch bt = kt_batch_f32(c->logits, rows, c->V, 1);
+    kiln_sampling_params p = vc_params(c);
+    p.temperature = NULL;
+    p.temperature_all = c->temperature[0];
+    p.seed = NULL;
+    p.offset = NULL;
+    kiln_outputs o = KILN_OUTPUTS_INIT;
+    o.tokens = tok;
+    o.probs = probs;
+    cr_assert_eq(kiln_sample(v->s, &bt, &p, &o, v->ws, v->ws_size, NULL), KILN_SUCCESS, "%s",
+                 kiln_last_error());
+    free(tok);
+    return probs;
+}
+
+#define DIST_V 6
+#define DIST_B 4000
+#define DIST_CALLS 25
+
+/* The distribution theorem, K = 1: drafts drawn from q, N = 100000
+ * requests with distinct seeds. The first emitted token must follow p
+ * (G-test, alpha = 1e-4: moving 0.01 of probability between the two likeliest
+ * tokens gives a noncentrality of 73 against the critical value 25.7 at
+ * 5 degrees of freedom, power > 0.99), and the acceptance rate must be
+ * sum_x min(p, q) with draft_probs, sum_x q p for one-hot drafts, within five
+ * binomial standard deviations. */
+static void distribution_case(int with_q)
+{
+    static const double P[DIST_V] = { 0.30, 0.25, 0.20, 0.12, 0.08, 0.05 };
+    static const float Q[DIST_V] = { 0.10f, 0.30f, 0.05f, 0.25f, 0.20f, 0.10f };
+    vsampler v = vs_create(DIST_B * 2, DIST_V, 0, 1, KILN_ALGORITHM_AUTO);
+    vcase c = vc_alloc(DIST_B, DIST_V, 1, with_q);
+    for (int64_t r = 0; r < DIST_B * 2; ++r)
+        for (int64_t x = 0; x < DIST_V; ++x)
+            c.logits[r * DIST_V + x] = (float)log(P[x]);
+    float *probs = target_probs(&v, &c);
+    double p[DIST_V], qsum = 0.0, want_accept = 0.0;
+    for (int64_t x = 0; x < DIST_V; ++x) {
+        p[x] = probs[x];
+        qsum += Q[x];
+    }
+    for (int64_t x = 0; x < DIST_V; ++x)
+        want_accept += with_q ? fmin(p[x], Q[x] / qsum) : p[x] * Q[x] / qsum;
+    uint64_t counts[DIST_V] = { 0 }, accepted = 0, st = 99 + (uint64_t)with_q;
+    vout o = vo_alloc(DIST_B, 1);
+    for (int call = 0; call < DIST_CALLS; ++call) {
+        for (int64_t b = 0; b < DIST_B; ++b) {
+            c.seed[b] = mix(&st);
+            c.offset[b] = 0;
+            double u = unit(&st) * qsum, run = 0.0;
+            int32_t d = DIST_V - 1;
+            for (int32_t x = 0; x < DIST_V; ++x)
+                if (u < (run += Q[x])) {
+                    d = x;
+                    break;
+                }
+            c.draft_ids[b] = d;
+            if (with_q)
+                memcpy(c.draft_probs + b * DIST_V, Q, sizeof Q);
+        }
+        run_ok(&v, &c, &o);
+        for (int64_t b = 0; b < DIST_B; ++b) {
+            const int32_t t = o.tokens[b * 2];
+            cr_assert(t >= 0 && t < DIST_V);
+            counts[t]++;
+            accepted += (uint64_t)o.accepted[b];
+            cr_assert_eq(o.accepted[b] == 1, t == c.draft_ids[b] && o.tokens[b * 2 + 1] >= 0);
+        }
+    }
+    const uint64_t N = (uint64_t)DIST_B * DIST_CALLS;
+    const kt_gtest g = kt_gtest_run(counts, p, DIST_V, N);
+    cr_assert(g.p_value > 1e-4, "first token does not follow p: G = %.2f, df %.0f, p-value %.3g",
+              g.g, g.df, g.p_value);
+    const double rate = (double)accepted / (double)N;
+    const double sd = sqrt(want_accept * (1.0 - want_accept) / (double)N);
+    cr_assert(fabs(rate - want_accept) < 5.0 * sd, "acceptance %.5f, expected %.5f (sd %.5f)",
+              rate, want_accept, sd);
+    vo_free(&o);
+    free(probs);
+    vc_free(&c);
+    vs_destroy(&v);
+}
+
+Test(verify, first_token_follows_target_with_q)
+{
+    distribution_case(1);
+}
+
+Test(verify, first_token_follows_target_one_hot)
+{
+    distribution_case(0);
+}
+
+/* p = q exactly (masses 2^40, 2^39, 2^38, 2^38 at T = log2(e), S = 2^41,
+ * so Q = w): every draft is accepted, whatever the seed. */
+Test(verify, equal_distributions_always_accept)
+{
+    vsampler v = vs_create(1000 * 4, 4, 0, 1, KILN_ALGORITHM_AUTO);
+    vsampler ks = vs_create(1, 4, 8, 1, KILN_ALGORITHM_AUTO);
+    static const float X[4] = { 3.0f, 2.0f, 1.0f, 1.0f };
+    static const float Q[4] = { 0.5f, 0.25f, 0.125f, 0.125f };
+    vcase c = vc_alloc(1000, 4, 3, 1);
+    uint64_t st = 8;
+    for (int64_t r = 0; r < 1000 * 4; ++r)
+        memcpy(c.logits + r * 4, X, sizeof X);
+    for (int64_t b = 0; b < 1000; ++b) {
+        c.temperature[b] = KILN_LOG2E_F;
+        c.seed[b] = mix(&st);
+        c.offset[b] = mix(&st);
+        for (int i = 0; i < 3; ++i) {
+            memcpy(c.draft_probs + (b * 3 + i) * 4, Q, sizeof Q);
+            const double u = unit(&st);
+            c.draft_ids[b * 3 + i] = u < 0.5 ? 0 : u < 0.75 ? 1 : u < 0.875 ? 2 : 3;
+        }
+    }
+    float *probs = target_probs(&v, &c);
+    for (int x = 0; x < 4; ++x)
+        cr_assert_eq(probs[x], Q[x], "token %d: p = %a", x, (double)probs[x]);
+    vout o = vo_alloc(c.B, c.K);
+    run_ok(&v, &c, &o);
+    for (int64_t b = 0; b < c.B; ++b)
+        cr_assert_eq(o.accepted[b], 3, "request %lld rejected a draft with p = q", (long long)b);
+    check_reference(&ks, &c, &o); /* and the bonus token is kiln_sample's at offset + 3 */
+    free(probs);
+    vo_free(&o);
+    vc_free(&c);
+    vs_destroy(&ks);
+    vs_destroy(&v);
+}
+
+/* q all on a token the target does not keep (top-k = 3 of 6): always
+ * rejected, and the correction is the ordinary draw, kiln_sample's token and
+ * logprob at the same offset, with q given one-hot and with draft_probs NULL. */
+Test(verify, draft_outside_target_always_rejected)
+{
+    for (int with_q = 0; with_q < 2; ++with_q) {
+        vsampler v = vs_create(1000 * 2, 6, 0, 1, KILN_ALGORITHM_AUTO);
+        vcase c = vc_alloc(1000, 6, 1, with_q);
+        uint64_t st = 21;
+        vc_fill(&c, &st);
+        c.top_k = 3;
+        int32_t tok[1000];
+        float lp[1000];
+        kiln_batch bt = vc_batch(&c);
+        bt.row_stride = 2 * c.V;
+        kiln_sampling_params p = vc_params(&c);
+        kiln_outputs so = KILN_OUTPUTS_INIT;
+        so.tokens = tok;
+        so.logprobs = lp;
+        cr_assert_eq(kiln_sample(v.s, &bt, &p, &so, v.ws, v.ws_size, NULL), KILN_SUCCESS);
+        float *probs = target_probs(&v, &c);
+        for (int64_t b = 0; b < c.B; ++b) {
+            int32_t d = (int32_t)(mix(&st) % 6);
+            while (probs[b * 2 * 6 + d] > 0.0f)
+                d = (d + 1) % 6;
+            c.draft_ids[b] = d;
+            if (with_q) {
+                memset(c.draft_probs + b * 6, 0, 6 * 4);
+                c.draft_probs[b * 6 + d] = 1.0f;
+            }
+        }
+        vout o = vo_alloc(c.B, 1);
+        run_ok(&v, &c, &o);
+        for (int64_t b = 0; b < c.B; ++b) {
+            cr_assert_eq(o.accepted[b], 0, "request %lld accepted a token with p = 0",
+                         (long long)b);
+            cr_assert_eq(o.tokens[b * 2], tok[b], "request %lld: correction %d, kiln_sample %d",
+                         (long long)b, o.tokens[b * 2], tok[b]);
+            cr_assert(memcmp(&o.logprobs[b * 2], &lp[b], 4) == 0);
+            cr_assert(o.tokens[b * 2 + 1] == -1 && isnan(o.logprobs[b * 2 + 1]));
+        }
+        free(probs);
+        vo_free(&o);
+        vc_free(&c);
+        vs_destroy(&v);
+    }
+}
+
+/* With top-k, top-p or min-p on, no emitted token (accepted draft,
+ * correction or bonus) lies outside its position's kept set, though most
+ * drafts do. */
+Test(verify, filters_hold_for_every_emitted_token)
+{
+    static const int32_t tk[3] = { 4, 0, 0 };
+    static const float tp[3] = { 1.0f, 0.5f, 1.0f };
+    static const float mp[3] = { 0.0f, 0.0f, 0.3f };
+    for (int f = 0; f < 6; ++f) {
+        vsampler v = vs_create(500 * 5, 32, 0, 1, KILN_ALGORITHM_AUTO);
+        vcase c = vc_alloc(500, 32, 4, f >= 3);
+        uint64_t st = 1000 + (uint64_t)f;
+        vc_fill(&c, &st);
+        c.top_k = tk[f % 3];
+        c.top_p = tp[f % 3];
+        c.min_p = mp[f % 3];
+        for (int64_t b = 0; b < c.B; ++b)
+            for (int i = 0; i < c.K; ++i) {
+                const int32_t d = (int32_t)(mix(&st) % 32);
+                c.draft_ids[b * c.K + i] = d;
+                if (c.draft_probs)
+                    c.draft_probs[(b * c.K + i) * 32 + d] = 1.0f / 32.0f;
+            }
+        float *probs = target_probs(&v, &c);
+        vout o = vo_alloc(c.B, c.K);
+        run_ok(&v, &c, &o);
+        int64_t outside = 0, accepted = 0;
+        for (int64_t b = 0; b < c.B; ++b) {
+            for (int i = 0; i < c.K; ++i)
+                outside += probs[(b * 5 + i) * 32 + c.draft_ids[b * c.K + i]] == 0.0f;
+            accepted += o.accepted[b];
+            for (int i = 0; i <= o.accepted[b]; ++i) {
+                const int32_t t = o.tokens[b * 5 + i];
+                cr_assert(t >= 0 && t < 32 && probs[(b * 5 + i) * 32 + t] > 0.0f,
+                          "filter %d request %lld position %d: token %d is not kept", f,
+                          (long long)b, i, t);
+            }
+        }
+        cr_assert(outside > 1000 && accepted > 5, "outside %lld, accepted %lld",
+                  (long long)outside, (long long)accepted);
+        free(probs);
+        vo_free(&o);
+        vc_free(&c);
+        vs_destroy(&v);
+    }
+}
