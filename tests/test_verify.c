@@ -934,3 +934,184 @@ Test(verify, filters_hold_for_every_emitted_token)
         vs_destroy(&v);
     }
 }
+
+/* ------------------------------------------------------------ bad input */
+
+#define EB 2
+#define EV 8
+#define EK 2
+#define ECELLS (EB * (EK + 2))
+
+static struct {
+    vsampler v;
+    float logits[EB * (EK + 2) * EV];
+    int32_t draft_ids[EB * (EK + 1)];
+    int32_t num_drafts[EB];
+    float draft_probs[EB * (EK + 1) * EV];
+    int32_t tokens[ECELLS], accepted[EB];
+    float logprobs[ECELLS];
+    uint8_t valid[EB];
+    kiln_batch batch;
+    kiln_sampling_params params;
+    kiln_drafts drafts;
+    kiln_verify_outputs outputs;
+} ef;
+
+/* A valid call: greedy-free, top_k = 1, so every draft but token 0 is
+ * rejected; request 0 drafts (3, 0), request 1 drafts (0, 0). */
+static void ef_reset(void)
+{
+    for (int i = 0; i < EB * (EK + 2) * EV; ++i)
+        ef.logits[i] = (float)(EV - i % EV) * 0.25f;
+    for (int i = 0; i < EB * (EK + 1); ++i)
+        ef.draft_ids[i] = 0;
+    ef.draft_ids[0] = 3;
+    for (int b = 0; b < EB; ++b)
+        ef.num_drafts[b] = EK;
+    for (int i = 0; i < EB * (EK + 1) * EV; ++i)
+        ef.draft_probs[i] = 1.0f / EV;
+    ef.batch = kt_batch_f32(ef.logits, EB, EV, 1);
+    const kiln_sampling_params p = KILN_SAMPLING_PARAMS_INIT;
+    ef.params = p;
+    ef.params.top_k_all = 1;
+    ef.params.seed_all = 7;
+    const kiln_drafts d = KILN_DRAFTS_INIT;
+    ef.drafts = d;
+    ef.drafts.max_drafts = EK;
+    ef.drafts.draft_ids = ef.draft_ids;
+    ef.drafts.num_drafts = ef.num_drafts;
+    ef.drafts.draft_probs = ef.draft_probs;
+    const kiln_verify_outputs o = KILN_VERIFY_OUTPUTS_INIT;
+    ef.outputs = o;
+    ef.outputs.tokens = ef.tokens;
+    ef.outputs.num_accepted = ef.accepted;
+    ef.outputs.logprobs = ef.logprobs;
+    ef.outputs.valid = ef.valid;
+}
+
+static int ef_untouched(void)
+{
+    const unsigned char *ps[4] = { (const void *)ef.tokens, (const void *)ef.accepted,
+                                   (const void *)ef.logprobs, ef.valid };
+    const size_t ns[4] = { sizeof ef.tokens, sizeof ef.accepted, sizeof ef.logprobs,
+                           sizeof ef.valid };
+    for (int k = 0; k < 4; ++k)
+        for (size_t i = 0; i < ns[k]; ++i)
+            if (ps[k][i] != 0xA5)
+                return 0;
+    return 1;
+}
+
+static kiln_status ef_call(void)
+{
+    memset(ef.tokens, 0xA5, sizeof ef.tokens);
+    memset(ef.accepted, 0xA5, sizeof ef.accepted);
+    memset(ef.logprobs, 0xA5, sizeof ef.logprobs);
+    memset(ef.valid, 0xA5, sizeof ef.valid);
+    return kiln_verify_drafts(ef.v.s, &ef.batch, &ef.params, &ef.drafts, &ef.outputs, ef.v.ws,
+                              ef.v.ws_size, NULL);
+}
+
+static void ef_expect_at(int line, kiln_status want, const char *need1, const char *need2)
+{
+    const kiln_status st = ef_call();
+    const char *msg = kiln_last_error();
+    cr_assert_eq(st, want, "line %d: status %d (%s), expected %d (%s); message \"%s\"", line,
+                 (int)st, kiln_status_string(st), (int)want, kiln_status_string(want), msg);
+    cr_assert(strstr(msg, need1) != NULL, "line %d: message \"%s\" does not contain \"%s\"",
+              line, msg, need1);
+    if (need2)
+        cr_assert(strstr(msg, need2) != NULL, "line %d: message \"%s\" does not contain \"%s\"",
+                  line, msg, need2);
+    cr_assert(ef_untouched(), "line %d: an output was written on error", line);
+    ef_reset();
+}
+#define EF_EXPECT(want, need1, need2) ef_expect_at(__LINE__, want, need1, need2)
+
+static void ef_expect_ok_at(int line)
+{
+    const kiln_status st = ef_call();
+    cr_assert_eq(st, KILN_SUCCESS, "line %d: %s: %s", line, kiln_status_string(st),
+                 kiln_last_error());
+    cr_assert_str_eq(kiln_last_error(), "", "line %d", line);
+    ef_reset();
+}
+#define EF_OK() ef_expect_ok_at(__LINE__)
+
+Test(verify, bad_input)
+{
+    ef.v = vs_create(EB * (EK + 1), EV, 0, 1, KILN_ALGORITHM_AUTO);
+    ef_reset();
+    EF_OK();
+    ef_call();
+    cr_assert(ef.accepted[0] == 0 && ef.tokens[0] == 0 && ef.accepted[1] == 2,
+              "the fixture's rejections: %d %d %d", ef.accepted[0], ef.tokens[0], ef.accepted[1]);
+    ef_reset();
+
+    ef.draft_ids[1] = EV;
+    EF_EXPECT(KILN_ERROR_INVALID_PARAMETER, "drafts.draft_ids[1] = 8", "outside [0, 8)");
+    ef.draft_ids[EK + 1] = -1;
+    EF_EXPECT(KILN_ERROR_INVALID_PARAMETER, "drafts.draft_ids[3] = -1", "request 1, position 1");
+    ef.num_drafts[1] = 1; /* entries past K_b are not read */
+    ef.draft_ids[EK + 1] = 99;
+    EF_OK();
+
+    ef.num_drafts[1] = EK + 1;
+    EF_EXPECT(KILN_ERROR_INVALID_PARAMETER, "drafts.num_drafts[1] = 3", "[0, max_drafts = 2]");
+    ef.num_drafts[0] = -1;
+    EF_EXPECT(KILN_ERROR_INVALID_PARAMETER, "drafts.num_drafts[0] = -1", NULL);
+
+    /* q at the draft itself: always read */
+    const float bad_q[4] = { NAN, 1.5f, -0.25f, 0.0f };
+    for (int k = 0; k < 4; ++k) {
+        ef.draft_probs[(1 * EK + 1) * EV + 0] = bad_q[k];
+        EF_EXPECT(KILN_ERROR_INVALID_PARAMETER, "drafts.draft_probs[request 1, position 1, token 0]",
+                  "(0, 1]");
+    }
+    /* q elsewhere: read only on the row of the first rejection (request 0,
+     * position 0, which rejects token 3) */
+    ef.draft_probs[5] = NAN;
+    EF_EXPECT(KILN_ERROR_INVALID_PARAMETER, "drafts.draft_probs[request 0, position 0, token 5]",
+              "not a probability");
+    ef.draft_probs[6] = 2.0f;
+    EF_EXPECT(KILN_ERROR_INVALID_PARAMETER, "token 6] = 2", NULL);
+    ef.draft_probs[EV + 5] = NAN; /* request 0, position 1: never reached */
+    ef.draft_probs[(1 * EK + 0) * EV + 5] = -1.0f; /* request 1 accepts: row not read */
+    EF_OK();
+    ef.drafts.draft_probs = NULL; /* one-hot: no q to check */
+    EF_OK();
+
+    ef.batch.num_samples = 2;
+    EF_EXPECT(KILN_ERROR_INVALID_SHAPE, "batch.num_samples = 2 must be 1", NULL);
+    ef.drafts.max_drafts = EK + 1; /* 2 * 4 target rows > max_batch = 6 */
+    EF_EXPECT(KILN_ERROR_INVALID_SHAPE, "drafts.max_drafts = 3", "max_batch");
+    ef.drafts.max_drafts = -1;
+    EF_EXPECT(KILN_ERROR_INVALID_SHAPE, "drafts.max_drafts = -1", NULL);
+    ef.drafts.draft_probs_stride = EV - 1;
+    EF_EXPECT(KILN_ERROR_INVALID_SHAPE, "drafts.draft_probs_stride = 7", NULL);
+
+    ef.outputs.tokens = NULL;
+    EF_EXPECT(KILN_ERROR_NULL_POINTER, "outputs.tokens is NULL", NULL);
+    ef.drafts.draft_ids = NULL;
+    EF_EXPECT(KILN_ERROR_NULL_POINTER, "drafts.draft_ids is NULL", NULL);
+    ef.drafts.struct_size = 3;
+    EF_EXPECT(KILN_ERROR_INVALID_PARAMETER, "kiln_drafts.struct_size = 3", NULL);
+    ef.outputs.struct_size = 5;
+    EF_EXPECT(KILN_ERROR_INVALID_PARAMETER, "kiln_verify_outputs.struct_size = 5", NULL);
+    ef.outputs.logprobs = (float *)(ef.tokens + 1);
+    EF_EXPECT(KILN_ERROR_OVERLAP, "outputs.logprobs", NULL);
+    ef.outputs.num_accepted = (int32_t *)(ef.draft_ids + 1);
+    EF_EXPECT(KILN_ERROR_OVERLAP, "outputs.num_accepted", NULL);
+    ef.drafts.num_drafts = (const int32_t *)((const char *)ef.num_drafts + 1);
+    EF_EXPECT(KILN_ERROR_MISALIGNED, "drafts.num_drafts", NULL);
+
+    const kiln_status st =
+        kiln_verify_drafts(ef.v.s, &ef.batch, &ef.params, NULL, &ef.outputs, ef.v.ws,
+                           ef.v.ws_size, NULL);
+    cr_assert(st == KILN_ERROR_NULL_POINTER && strstr(kiln_last_error(), "drafts is NULL"));
+    cr_assert_eq(kiln_verify_drafts(ef.v.s, &ef.batch, &ef.params, &ef.drafts, NULL, ef.v.ws,
+                                    ef.v.ws_size, NULL),
+                 KILN_ERROR_NULL_POINTER);
+    cr_assert(strstr(kiln_last_error(), "outputs is NULL"), "%s", kiln_last_error());
+    vs_destroy(&ef.v);
+}
