@@ -136,7 +136,8 @@ static void vc_fill(vcase *c, uint64_t *st)
                 c->draft_ids[b * K + i] = (int32_t)(mix(st) % (uint64_t)V);
                 continue;
             }
-            double sum = 0.0, w[64];
+            double sum = 0.0, w[1024];
+            cr_assert(V <= 1024);
             for (int64_t v = 0; v < V; ++v) {
                 w[v] = unit(st) < 0.3 ? 0.0 : exp(3.0 * unit(st));
                 sum += w[v];
@@ -1114,4 +1115,129 @@ Test(verify, bad_input)
                  KILN_ERROR_NULL_POINTER);
     cr_assert(strstr(kiln_last_error(), "outputs is NULL"), "%s", kiln_last_error());
     vs_destroy(&ef.v);
+}
+
+/* ----------------------------------------------------------- invariance */
+
+/* Requests order[0..n) of c as a new call. */
+static vcase vc_subset(const vcase *c, const int64_t *order, int64_t n)
+{
+    const int64_t V = c->V, K = c->K;
+    vcase s = vc_alloc(n, V, c->K, c->draft_probs != NULL);
+    s.top_k = c->top_k;
+    s.top_p = c->top_p;
+    s.min_p = c->min_p;
+    s.repetition = c->repetition;
+    s.presence = c->presence;
+    int64_t hist = 0;
+    for (int64_t j = 0; j < n; ++j)
+        hist += c->hist_off ? c->hist_off[order[j] + 1] - c->hist_off[order[j]] : 0;
+    if (c->hist_off) {
+        s.hist_off = calloc((size_t)(n + 1), sizeof(int64_t));
+        s.hist_ids = calloc((size_t)(hist + 1), sizeof(int32_t));
+        s.prompt_len = calloc((size_t)n, sizeof(int32_t));
+        cr_assert(s.hist_off && s.hist_ids && s.prompt_len);
+    }
+    for (int64_t j = 0; j < n; ++j) {
+        const int64_t b = order[j];
+        memcpy(s.logits + j * (K + 1) * V, c->logits + b * (K + 1) * V,
+               (size_t)((K + 1) * V) * 4);
+        memcpy(s.draft_ids + j * K, c->draft_ids + b * K, (size_t)K * 4);
+        if (c->draft_probs)
+            memcpy(s.draft_probs + j * K * V, c->draft_probs + b * K * V, (size_t)(K * V) * 4);
+        s.num_drafts[j] = c->num_drafts[b];
+        s.seed[j] = c->seed[b];
+        s.offset[j] = c->offset[b];
+        s.temperature[j] = c->temperature[b];
+        if (c->hist_off) {
+            const int64_t len = c->hist_off[b + 1] - c->hist_off[b];
+            s.hist_off[j + 1] = s.hist_off[j] + len;
+            memcpy(s.hist_ids + s.hist_off[j], c->hist_ids + c->hist_off[b], (size_t)len * 4);
+            s.prompt_len[j] = c->prompt_len[b];
+        }
+    }
+    return s;
+}
+
+static void same_request(const vout *a, int64_t ra, const vout *b, int64_t rb, int32_t K,
+                         const char *what)
+{
+    const size_t cells = (size_t)(K + 1);
+    cr_assert(a->accepted[ra] == b->accepted[rb] && a->valid[ra] == b->valid[rb] &&
+                  memcmp(a->tokens + ra * (K + 1), b->tokens + rb * (K + 1), cells * 4) == 0 &&
+                  memcmp(a->logprobs + ra * (K + 1), b->logprobs + rb * (K + 1), cells * 4) == 0,
+              "%s: request %lld differs from request %lld of the reference call", what,
+              (long long)rb, (long long)ra);
+}
+
+/* A request's outputs depend on neither its batch position, the batch size,
+ * the thread count nor the algorithm. */
+Test(verify, invariance)
+{
+    static const int threads[5] = { 1, 2, 1, 2, 2 };
+    static const kiln_algorithm algs[5] = { KILN_ALGORITHM_SORT, KILN_ALGORITHM_SORT,
+                                            KILN_ALGORITHM_SELECT, KILN_ALGORITHM_SELECT,
+                                            KILN_ALGORITHM_AUTO };
+    enum { IB = 24, IV = 512, IK = 4 };
+    vsampler vs[5];
+    for (int k = 0; k < 5; ++k)
+        vs[k] = vs_create(IB * (IK + 1), IV, 16, threads[k], algs[k]);
+    uint64_t st = 4242;
+    for (int with_q = 0; with_q < 2; ++with_q) {
+        vcase c = vc_alloc(IB, IV, IK, with_q);
+        vc_fill(&c, &st);
+        vc_history(&c, &st, 12);
+        c.top_k = 50;
+        c.top_p = 0.9f;
+        c.repetition = 1.2f;
+        c.presence = 0.3f;
+        for (int64_t b = 0; b < IB; ++b) {
+            c.num_drafts[b] = (int32_t)(b % (IK + 1));
+            c.temperature[b] = b % 6 == 1 ? 0.0f : 0.9f;
+            /* some drafts the target likes, so later positions are reached */
+            for (int i = 0; i < IK; ++i)
+                if (b % 3 == 0) {
+                    float *row = c.logits + (b * (IK + 1) + i) * IV;
+                    row[c.draft_ids[b * IK + i]] = 6.0f;
+                }
+        }
+        c.logits[(5 * (IK + 1) + 2) * IV + 7] = NAN; /* request 5 never gets there */
+        c.logits[(7 * (IK + 1) + 0) * IV + 7] = NAN; /* request 7 is invalid */
+        vout base = vo_alloc(IB, IK);
+        run_ok(&vs[0], &c, &base);
+        int64_t reached = 0;
+        for (int64_t b = 0; b < IB; ++b)
+            reached += base.accepted[b] >= 2;
+        cr_assert(reached >= 4, "only %lld requests accepted two drafts", (long long)reached);
+        cr_assert(base.valid[5] == 1 && base.valid[7] == 0 && base.tokens[7 * (IK + 1)] == -1);
+        for (int k = 1; k < 5; ++k) {
+            vout o = vo_alloc(IB, IK);
+            run_ok(&vs[k], &c, &o);
+            for (int64_t b = 0; b < IB; ++b)
+                same_request(&base, b, &o, b, IK, k % 2 ? "2 threads" : "algorithm");
+            vo_free(&o);
+        }
+        int64_t order[IB];
+        for (int64_t j = 0; j < IB; ++j)
+            order[j] = IB - 1 - j;
+        vcase rev = vc_subset(&c, order, IB);
+        vout ro = vo_alloc(IB, IK);
+        run_ok(&vs[1], &rev, &ro);
+        for (int64_t j = 0; j < IB; ++j)
+            same_request(&base, order[j], &ro, j, IK, "reversed batch");
+        vo_free(&ro);
+        vc_free(&rev);
+        for (int64_t b = 0; b < IB; ++b) {
+            vcase one = vc_subset(&c, &b, 1);
+            vout oo = vo_alloc(1, IK);
+            run_ok(&vs[b % 5], &one, &oo);
+            same_request(&base, b, &oo, 0, IK, "alone");
+            vo_free(&oo);
+            vc_free(&one);
+        }
+        vo_free(&base);
+        vc_free(&c);
+    }
+    for (int k = 0; k < 5; ++k)
+        vs_destroy(&vs[k]);
 }
