@@ -16,6 +16,8 @@
 
 typedef unsigned __int128 u128;
 
+#define RV 4096 /* largest vocabulary the cases and the reference handle */
+
 /* ------------------------------------------------------------- sampler */
 
 typedef struct vsampler {
@@ -136,8 +138,8 @@ static void vc_fill(vcase *c, uint64_t *st)
                 c->draft_ids[b * K + i] = (int32_t)(mix(st) % (uint64_t)V);
                 continue;
             }
-            double sum = 0.0, w[1024];
-            cr_assert(V <= 1024);
+            double sum = 0.0, w[RV];
+            cr_assert(V <= RV);
             for (int64_t v = 0; v < V; ++v) {
                 w[v] = unit(st) < 0.3 ? 0.0 : exp(3.0 * unit(st));
                 sum += w[v];
@@ -272,17 +274,17 @@ static void run_ok(vsampler *v, const vcase *c, vout *o)
 typedef struct target {
     int32_t token; /* kiln_sample's draw with e_i (the ordinary draw) */
     float logprob;
-    float probs[64];
+    float probs[RV];
     int32_t kept;
     uint8_t valid;
-    float x[64]; /* penalised logits, computed here from section 1 */
+    float x[RV]; /* penalised logits, computed here from section 1 */
 } target;
 
 static void sample_target(vsampler *ks, const vcase *c, int64_t b, int64_t i, int extend,
                           target *t)
 {
     const int64_t V = c->V, K = c->K;
-    cr_assert(V <= 64);
+    cr_assert(V <= RV);
     const float *row = c->logits + (b * (K + 1) + i) * V;
     int64_t h0 = 0, hl = 0;
     int32_t pl = 0;
@@ -379,7 +381,8 @@ static int reference(vsampler *ks, const vcase *c, int64_t b, int extend, int32_
     }
     *accepted = 0;
     for (int64_t i = 0; i <= kb; ++i) {
-        target t;
+        static target t;
+        static uint64_t w[RV], R[RV];
         sample_target(ks, c, b, i, extend, &t);
         if (!t.valid) {
             for (int64_t j = 0; j <= K; ++j) {
@@ -410,7 +413,7 @@ static int reference(vsampler *ks, const vcase *c, int64_t b, int extend, int32_
         for (int64_t v = 0; v < V; ++v)
             m = t.x[v] > m ? t.x[v] : m;
         const float cf = kiln_exp2_factor(T);
-        uint64_t w[64], S = 0;
+        uint64_t S = 0;
         for (int64_t v = 0; v < V; ++v) {
             w[v] = t.probs[v] > 0.0f ? kiln_mass(t.x[v], m, cf) : 0;
             S += w[v];
@@ -433,7 +436,7 @@ static int reference(vsampler *ks, const vcase *c, int64_t b, int extend, int32_
             *accepted = (int32_t)(i + 1);
             continue;
         }
-        uint64_t R[64], tot = 0;
+        uint64_t tot = 0;
         for (int64_t v = 0; v < V; ++v) {
             const uint64_t Qv = q ? floor_scale(q[v], S) : v == d ? S : 0;
             R[v] = w[v] > Qv ? w[v] - Qv : 0;
@@ -531,6 +534,63 @@ Test(verify, matches_reference_rule)
               (long long)accepted, (long long)rejected);
     vs_destroy(&ks);
     vs_destroy(&v);
+}
+
+/* The reference on every CPU path to a kept set (sort; select for top-k;
+ * dense, min-p sparse and chunked, top-p chunked for AUTO) and with q = 1
+ * everywhere, where every residual is empty and the correction is the
+ * ordinary draw. */
+Test(verify, matches_reference_on_every_path)
+{
+    static const struct {
+        kiln_algorithm alg;
+        int64_t V;
+        int32_t top_k;
+        float top_p, min_p;
+        int qmode; /* 0: one-hot, 1: random q, 2: q = 1 */
+    } cfgs[] = {
+        { KILN_ALGORITHM_SORT, 300, 20, 0.9f, 0.0f, 1 },
+        { KILN_ALGORITHM_SORT, 300, 0, 1.0f, 0.0f, 0 },
+        { KILN_ALGORITHM_SORT, 300, 0, 1.0f, 0.05f, 2 },
+        { KILN_ALGORITHM_SELECT, 300, 20, 0.8f, 0.0f, 1 },
+        { KILN_ALGORITHM_SELECT, 300, 0, 0.6f, 0.0f, 0 },
+        { KILN_ALGORITHM_AUTO, 2000, 0, 1.0f, 0.0f, 1 },
+        { KILN_ALGORITHM_AUTO, 2000, 0, 1.0f, 0.5f, 1 },
+        { KILN_ALGORITHM_AUTO, 2000, 0, 1.0f, 0.01f, 0 },
+        { KILN_ALGORITHM_AUTO, 2000, 0, 0.5f, 0.0f, 1 },
+        { KILN_ALGORITHM_AUTO, 2000, 0, 0.7f, 0.2f, 2 },
+        { KILN_ALGORITHM_AUTO, 2000, 100, 1.0f, 0.0f, 2 },
+        { KILN_ALGORITHM_AUTO, 24, 5, 1.0f, 0.0f, 2 },
+    };
+    uint64_t st = 31337;
+    for (size_t k = 0; k < sizeof cfgs / sizeof cfgs[0]; ++k) {
+        vsampler v = vs_create(32 * 4, cfgs[k].V, 0, 2, cfgs[k].alg);
+        vsampler ks = vs_create(1, cfgs[k].V, 8, 1, cfgs[k].alg);
+        vcase c = vc_alloc(32, cfgs[k].V, 3, cfgs[k].qmode > 0);
+        vc_fill(&c, &st);
+        c.top_k = cfgs[k].top_k;
+        c.top_p = cfgs[k].top_p;
+        c.min_p = cfgs[k].min_p;
+        for (int64_t b = 0; b < c.B; ++b) {
+            c.num_drafts[b] = (int32_t)(b % 4);
+            c.temperature[b] = b % 8 == 3 ? 0.0f : 1.0f;
+            for (int i = 0; i < c.K; ++i) {
+                if (mix(&st) % 2)
+                    c.logits[(b * 4 + i) * c.V + c.draft_ids[b * 3 + i]] += 5.0f;
+                if (cfgs[k].qmode == 2)
+                    for (int64_t x = 0; x < c.V; ++x)
+                        c.draft_probs[(b * 3 + i) * c.V + x] = 1.0f;
+            }
+        }
+        vout o = vo_alloc(c.B, c.K);
+        run_ok(&v, &c, &o);
+        const int64_t accepted = check_reference(&ks, &c, &o);
+        cr_assert(accepted > 5, "config %zu: %lld accepted", k, (long long)accepted);
+        vo_free(&o);
+        vc_free(&c);
+        vs_destroy(&ks);
+        vs_destroy(&v);
+    }
 }
 
 /* An invalid target row makes its request invalid only when the rule
