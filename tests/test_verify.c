@@ -80,7 +80,11 @@ typedef struct vcase {
     uint64_t *seed, *offset;
     float *temperature;
     int32_t top_k;
-    float top_p, min_p, repetition, presence;
+    float top_p, min_p, repetition, presence, frequency;
+    int32_t *mask;       /* [B * (K + 1), ceil(V / 32)] or NULL */
+    int64_t *bias_off;   /* [B + 1] or NULL */
+    int32_t *bias_ids;
+    float *bias_values;
 } vcase;
 
 static vcase vc_alloc(int64_t B, int64_t V, int32_t K, int with_q)
@@ -120,6 +124,34 @@ static void vc_free(vcase *c)
     free(c->seed);
     free(c->offset);
     free(c->temperature);
+    free(c->mask);
+    free(c->bias_off);
+    free(c->bias_ids);
+    free(c->bias_values);
+}
+
+/* A mask per target row clearing about a quarter of the tokens (never
+ * all), and up to three logit-bias entries per request. */
+static void vc_mask_and_bias(vcase *c, uint64_t *st)
+{
+    const int64_t rows = c->B * (c->K + 1), words = (c->V + 31) / 32;
+    c->mask = calloc((size_t)(rows * words), 4);
+    c->bias_off = calloc((size_t)(c->B + 1), sizeof(int64_t));
+    c->bias_ids = calloc((size_t)(c->B * 3 + 1), 4);
+    c->bias_values = calloc((size_t)(c->B * 3 + 1), 4);
+    cr_assert(c->mask && c->bias_off && c->bias_ids && c->bias_values);
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t v = 0; v < c->V; ++v)
+            if (v == r % c->V || mix(st) % 4)
+                c->mask[r * words + v / 32] |= (int32_t)(1u << (v % 32));
+    for (int64_t b = 0; b < c->B; ++b) {
+        const int64_t n = (int64_t)(mix(st) % 4);
+        c->bias_off[b + 1] = c->bias_off[b] + n;
+        for (int64_t j = c->bias_off[b]; j < c->bias_off[b + 1]; ++j) {
+            c->bias_ids[j] = (int32_t)(mix(st) % (uint64_t)c->V);
+            c->bias_values[j] = (float)(6.0 * unit(st) - 2.0);
+        }
+    }
 }
 
 /* Random logits, a random q per draft position with the draft drawn from q
@@ -214,6 +246,10 @@ static kiln_batch vc_batch(const vcase *c)
     bt.history_offsets = c->hist_off;
     bt.history_ids = c->hist_ids;
     bt.prompt_lengths = c->prompt_len;
+    bt.allowed_mask = c->mask;
+    bt.logit_bias_offsets = c->bias_off;
+    bt.logit_bias_ids = c->bias_ids;
+    bt.logit_bias_values = c->bias_values;
     return bt;
 }
 
@@ -226,6 +262,7 @@ static kiln_sampling_params vc_params(const vcase *c)
     p.min_p_all = c->min_p;
     p.repetition_penalty_all = c->repetition;
     p.presence_penalty_all = c->presence;
+    p.frequency_penalty_all = c->frequency;
     p.seed = c->seed;
     p.offset = c->offset;
     return p;
@@ -307,6 +344,16 @@ static void sample_target(vsampler *ks, const vcase *c, int64_t b, int64_t i, in
         bt.history_ids = ids;
         bt.prompt_lengths = &pl;
     }
+    const int64_t words = (V + 31) / 32;
+    const int32_t *mask = c->mask ? c->mask + (b * (K + 1) + i) * words : NULL;
+    bt.allowed_mask = mask;
+    int64_t boff[2] = { 0, 0 };
+    if (c->bias_off) {
+        boff[1] = c->bias_off[b + 1] - c->bias_off[b];
+        bt.logit_bias_offsets = boff;
+        bt.logit_bias_ids = c->bias_ids + c->bias_off[b];
+        bt.logit_bias_values = c->bias_values + c->bias_off[b];
+    }
     kiln_sampling_params p = vc_params(c);
     p.temperature = NULL;
     p.temperature_all = c->temperature[b];
@@ -323,20 +370,29 @@ static void sample_target(vsampler *ks, const vcase *c, int64_t b, int64_t i, in
     const kiln_status st = kiln_sample(ks->s, &bt, &p, &o, ks->ws, ks->ws_size, NULL);
     cr_assert_eq(st, KILN_SUCCESS, "%s", kiln_last_error());
 
-    /* section 1: repetition over the whole history, presence over the
-     * generated part, once per distinct token */
+    /* section 1: the mask, the bias in order, then repetition over the
+     * whole history and frequency and presence over the generated part, once
+     * per distinct token */
     for (int64_t v = 0; v < V; ++v) {
         float x = row[v];
-        int seen = 0, gen = 0;
+        if (mask && !((uint32_t)mask[v / 32] >> (v % 32) & 1u))
+            x = -INFINITY;
+        for (int64_t j = boff[0]; c->bias_off && j < boff[1]; ++j)
+            if (bt.logit_bias_ids[j] == v)
+                x = x + bt.logit_bias_values[j];
+        int seen = 0;
+        uint32_t gen = 0;
         for (int64_t j = 0; j < hl + nd; ++j)
             if (ids[j] == v) {
                 seen = 1;
-                gen |= j >= pl;
+                gen += j >= pl;
             }
         if (seen)
             x = x > 0.0f ? x / c->repetition : x * c->repetition;
-        if (gen)
+        if (gen) {
+            x = x - c->frequency * (float)gen;
             x = x - c->presence;
+        }
         t->x[v] = x;
     }
 }
@@ -633,7 +689,8 @@ Test(verify, invalid_row_only_when_reached)
 }
 
 /* Penalties at position i see drafts 0..i-1 as generated tokens: the rule
- * matches the reference with the extended history, and not the one without. */
+ * matches the reference with the extended history, and not the one without.
+ * With a mask per target row and a logit bias per request too. */
 Test(verify, penalties_see_earlier_drafts)
 {
     vsampler v = vs_create(48 * 4, 16, 12, 1, KILN_ALGORITHM_AUTO);
@@ -644,6 +701,9 @@ Test(verify, penalties_see_earlier_drafts)
         vcase c = vc_alloc(48, 16, 3, trial % 2 == 0);
         vc_fill(&c, &st);
         vc_history(&c, &st, 12);
+        if (trial >= 2)
+            vc_mask_and_bias(&c, &st);
+        c.frequency = trial % 2 ? 0.35f : 0.0f;
         c.repetition = trial < 3 ? 1.3f : 1.0f;
         c.presence = trial % 3 ? 0.8f : 0.0f;
         if (c.repetition == 1.0f && c.presence == 0.0f)
@@ -1189,6 +1249,18 @@ static vcase vc_subset(const vcase *c, const int64_t *order, int64_t n)
     s.min_p = c->min_p;
     s.repetition = c->repetition;
     s.presence = c->presence;
+    s.frequency = c->frequency;
+    const int64_t words = (V + 31) / 32;
+    if (c->mask) {
+        s.mask = calloc((size_t)(n * (K + 1) * words), 4);
+        cr_assert(s.mask);
+    }
+    if (c->bias_off) {
+        s.bias_off = calloc((size_t)(n + 1), sizeof(int64_t));
+        s.bias_ids = calloc((size_t)(c->bias_off[c->B] + 1), 4);
+        s.bias_values = calloc((size_t)(c->bias_off[c->B] + 1), 4);
+        cr_assert(s.bias_off && s.bias_ids && s.bias_values);
+    }
     int64_t hist = 0;
     for (int64_t j = 0; j < n; ++j)
         hist += c->hist_off ? c->hist_off[order[j] + 1] - c->hist_off[order[j]] : 0;
@@ -1209,6 +1281,16 @@ static vcase vc_subset(const vcase *c, const int64_t *order, int64_t n)
         s.seed[j] = c->seed[b];
         s.offset[j] = c->offset[b];
         s.temperature[j] = c->temperature[b];
+        if (c->mask)
+            memcpy(s.mask + j * (K + 1) * words, c->mask + b * (K + 1) * words,
+                   (size_t)((K + 1) * words) * 4);
+        if (c->bias_off) {
+            const int64_t len = c->bias_off[b + 1] - c->bias_off[b];
+            s.bias_off[j + 1] = s.bias_off[j] + len;
+            memcpy(s.bias_ids + s.bias_off[j], c->bias_ids + c->bias_off[b], (size_t)len * 4);
+            memcpy(s.bias_values + s.bias_off[j], c->bias_values + c->bias_off[b],
+                   (size_t)len * 4);
+        }
         if (c->hist_off) {
             const int64_t len = c->hist_off[b + 1] - c->hist_off[b];
             s.hist_off[j + 1] = s.hist_off[j] + len;
@@ -1247,6 +1329,9 @@ Test(verify, invariance)
         vcase c = vc_alloc(IB, IV, IK, with_q);
         vc_fill(&c, &st);
         vc_history(&c, &st, 12);
+        if (with_q)
+            vc_mask_and_bias(&c, &st);
+        c.frequency = 0.2f;
         c.top_k = 50;
         c.top_p = 0.9f;
         c.repetition = 1.2f;
@@ -1257,8 +1342,11 @@ Test(verify, invariance)
             /* some drafts the target likes, so later positions are reached */
             for (int i = 0; i < IK; ++i)
                 if (b % 3 == 0) {
-                    float *row = c.logits + (b * (IK + 1) + i) * IV;
-                    row[c.draft_ids[b * IK + i]] = 6.0f;
+                    const int64_t r = b * (IK + 1) + i;
+                    const int32_t d = c.draft_ids[b * IK + i];
+                    c.logits[r * IV + d] = 6.0f;
+                    if (c.mask)
+                        c.mask[r * (IV / 32) + d / 32] |= (int32_t)(1u << (d % 32));
                 }
         }
         c.logits[(5 * (IK + 1) + 2) * IV + 7] = NAN; /* request 5 never gets there */
