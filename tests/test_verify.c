@@ -80,7 +80,7 @@ typedef struct vcase {
     uint64_t *seed, *offset;
     float *temperature;
     int32_t top_k;
-    float top_p, min_p, repetition, presence, frequency;
+    float top_p, min_p, repetition, presence, frequency, dynatemp;
     int32_t *mask;       /* [B * (K + 1), ceil(V / 32)] or NULL */
     int64_t *bias_off;   /* [B + 1] or NULL */
     int32_t *bias_ids;
@@ -263,6 +263,7 @@ static kiln_sampling_params vc_params(const vcase *c)
     p.repetition_penalty_all = c->repetition;
     p.presence_penalty_all = c->presence;
     p.frequency_penalty_all = c->frequency;
+    p.dynatemp_range_all = c->dynatemp;
     p.seed = c->seed;
     p.offset = c->offset;
     return p;
@@ -314,6 +315,7 @@ typedef struct target {
     float probs[RV];
     int32_t kept;
     uint8_t valid;
+    float temperature; /* the row's (dynatemp) temperature */
     float x[RV]; /* penalised logits, computed here from section 1 */
 } target;
 
@@ -367,6 +369,7 @@ static void sample_target(vsampler *ks, const vcase *c, int64_t b, int64_t i, in
     o.probs = t->probs;
     o.kept_counts = &t->kept;
     o.valid = &t->valid;
+    o.temperatures = &t->temperature;
     const kiln_status st = kiln_sample(ks->s, &bt, &p, &o, ks->ws, ks->ws_size, NULL);
     cr_assert_eq(st, KILN_SUCCESS, "%s", kiln_last_error());
 
@@ -430,7 +433,6 @@ static int reference(vsampler *ks, const vcase *c, int64_t b, int extend, int32_
                      float *logprobs, int32_t *accepted)
 {
     const int64_t V = c->V, K = c->K, kb = c->num_drafts ? c->num_drafts[b] : K;
-    const float T = c->temperature[b];
     for (int64_t i = 0; i <= K; ++i) {
         tokens[i] = -1;
         logprobs[i] = nan_bits();
@@ -454,6 +456,7 @@ static int reference(vsampler *ks, const vcase *c, int64_t b, int extend, int32_
             return 1;
         }
         const int32_t d = c->draft_ids[b * K + i];
+        const float T = t.temperature;
         if (T == 0.0f) {
             if (d == t.token) {
                 tokens[i] = d;
@@ -704,6 +707,7 @@ Test(verify, penalties_see_earlier_drafts)
         if (trial >= 2)
             vc_mask_and_bias(&c, &st);
         c.frequency = trial % 2 ? 0.35f : 0.0f;
+        c.dynatemp = trial == 3 || trial == 4 ? 0.6f : 0.0f;
         c.repetition = trial < 3 ? 1.3f : 1.0f;
         c.presence = trial % 3 ? 0.8f : 0.0f;
         if (c.repetition == 1.0f && c.presence == 0.0f)
@@ -1250,6 +1254,7 @@ static vcase vc_subset(const vcase *c, const int64_t *order, int64_t n)
     s.repetition = c->repetition;
     s.presence = c->presence;
     s.frequency = c->frequency;
+    s.dynatemp = c->dynatemp;
     const int64_t words = (V + 31) / 32;
     if (c->mask) {
         s.mask = calloc((size_t)(n * (K + 1) * words), 4);
@@ -1332,6 +1337,7 @@ Test(verify, invariance)
         if (with_q)
             vc_mask_and_bias(&c, &st);
         c.frequency = 0.2f;
+        c.dynatemp = with_q ? 0.0f : 0.5f;
         c.top_k = 50;
         c.top_p = 0.9f;
         c.repetition = 1.2f;
@@ -1344,7 +1350,7 @@ Test(verify, invariance)
                 if (b % 3 == 0) {
                     const int64_t r = b * (IK + 1) + i;
                     const int32_t d = c.draft_ids[b * IK + i];
-                    c.logits[r * IV + d] = 6.0f;
+                    c.logits[r * IV + d] = 10.0f;
                     if (c.mask)
                         c.mask[r * (IV / 32) + d / 32] |= (int32_t)(1u << (d % 32));
                 }
