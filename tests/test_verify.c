@@ -1395,3 +1395,88 @@ Test(verify, invariance)
     for (int k = 0; k < 5; ++k)
         vs_destroy(&vs[k]);
 }
+
+/* ---------------------------------------------------------------- layouts */
+
+static uint16_t to_f16(float f)
+{
+    /* exact for the values used: |f| in [2^-10, 2^10) with 10 mantissa bits */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    const uint32_t sign = (u >> 16) & 0x8000u;
+    const int32_t e = (int32_t)((u >> 23) & 0xFF) - 127 + 15;
+    return (uint16_t)(sign | (uint32_t)e << 10 | ((u >> 13) & 0x3FFu));
+}
+
+/* f16 and bf16 logits give the bytes of the f32 logits they convert to;
+ * padded logit rows and draft-probability rows (NaN in the padding) give
+ * the bytes of dense ones. */
+Test(verify, layouts)
+{
+    enum { LB = 16, LV = 40, LK = 3, ROWS = LB * (LK + 1), PAD = 5 };
+    vsampler v = vs_create(ROWS, LV, 0, 2, KILN_ALGORITHM_AUTO);
+    uint64_t st = 606;
+    vcase c = vc_alloc(LB, LV, LK, 1);
+    vc_fill(&c, &st);
+    c.top_k = 10;
+    for (int64_t b = 0; b < LB; ++b) {
+        c.num_drafts[b] = (int32_t)(b % (LK + 1));
+        c.temperature[b] = b % 5 == 0 ? 0.0f : 0.8f;
+    }
+    for (int64_t i = 0; i < ROWS * LV; ++i) /* values f16 and bf16 hold exactly */
+        c.logits[i] = (float)((int)(c.logits[i] * 64.0f) | 1) / 64.0f;
+    for (int64_t b = 0; b < LB; ++b)
+        for (int i = 0; i < LK; ++i)
+            if (mix(&st) % 2)
+                c.logits[(b * (LK + 1) + i) * LV + c.draft_ids[b * LK + i]] = 5.0f;
+    vout base = vo_alloc(LB, LK);
+    run_ok(&v, &c, &base);
+
+    uint16_t *half = malloc(ROWS * LV * 2);
+    float *padded = malloc((size_t)ROWS * (LV + PAD) * 4);
+    float *qpad = malloc((size_t)LB * LK * (LV + PAD) * 4);
+    cr_assert(half && padded && qpad);
+    for (int kind = 0; kind < 4; ++kind) {
+        kiln_batch bt = vc_batch(&c);
+        kiln_sampling_params p = vc_params(&c);
+        kiln_drafts d = vc_drafts(&c);
+        if (kind == 0 || kind == 1) {
+            for (int64_t i = 0; i < ROWS * LV; ++i) {
+                uint32_t u;
+                memcpy(&u, &c.logits[i], 4);
+                cr_assert(kind || (u & 0xFFFFu) == 0, "not a bf16 value");
+                half[i] = kind ? to_f16(c.logits[i]) : (uint16_t)(u >> 16);
+            }
+            bt.dtype = kind ? KILN_DTYPE_F16 : KILN_DTYPE_BF16;
+            bt.logits = half;
+        } else if (kind == 2) {
+            for (int64_t r = 0; r < ROWS; ++r)
+                for (int64_t x = 0; x < LV + PAD; ++x)
+                    padded[r * (LV + PAD) + x] = x < LV ? c.logits[r * LV + x] : NAN;
+            bt.logits = padded;
+            bt.row_stride = LV + PAD;
+        } else {
+            for (int64_t r = 0; r < LB * LK; ++r)
+                for (int64_t x = 0; x < LV + PAD; ++x)
+                    qpad[r * (LV + PAD) + x] = x < LV ? c.draft_probs[r * LV + x] : NAN;
+            d.draft_probs = qpad;
+            d.draft_probs_stride = LV + PAD;
+        }
+        vout o = vo_alloc(LB, LK);
+        kiln_verify_outputs vo = vo_outputs(&o);
+        const kiln_status s = kiln_verify_drafts(v.s, &bt, &p, &d, &vo, v.ws, v.ws_size, NULL);
+        cr_assert_eq(s, KILN_SUCCESS, "layout %d: %s", kind, kiln_last_error());
+        for (int64_t b = 0; b < LB; ++b)
+            same_request(&base, b, &o, b, LK, kind == 0   ? "bf16"
+                                                : kind == 1 ? "f16"
+                                                : kind == 2 ? "row_stride"
+                                                            : "draft_probs_stride");
+        vo_free(&o);
+    }
+    free(half);
+    free(padded);
+    free(qpad);
+    vo_free(&base);
+    vc_free(&c);
+    vs_destroy(&v);
+}
