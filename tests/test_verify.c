@@ -578,6 +578,8 @@ Test(verify, matches_reference_rule)
         for (int64_t b = 0; b < c.B; ++b) {
             c.num_drafts[b] = (int32_t)(mix(&st) % 5);
             c.temperature[b] = b % 9 == 0 ? 0.0f : b % 2 ? 0.7f : 1.3f;
+            if (b % 16 == 5) /* offset + i wraps around 2^64 */
+                c.offset[b] = UINT64_MAX - (uint64_t)(b % 3);
         }
         vout o = vo_alloc(c.B, c.K);
         run_ok(&v, &c, &o);
@@ -1477,6 +1479,32 @@ Test(verify, layouts)
     free(padded);
     free(qpad);
     vo_free(&base);
+    vc_free(&c);
+    vs_destroy(&v);
+}
+
+/* Every output but tokens is optional, and leaving them out changes no
+ * token. */
+Test(verify, only_tokens)
+{
+    vsampler v = vs_create(20 * 4, 64, 0, 1, KILN_ALGORITHM_AUTO);
+    uint64_t st = 12;
+    vcase c = vc_alloc(20, 64, 3, 1);
+    vc_fill(&c, &st);
+    vout full = vo_alloc(20, 3), bare = vo_alloc(20, 3);
+    run_ok(&v, &c, &full);
+    kiln_batch bt = vc_batch(&c);
+    kiln_sampling_params p = vc_params(&c);
+    kiln_drafts d = vc_drafts(&c);
+    kiln_verify_outputs vo = KILN_VERIFY_OUTPUTS_INIT;
+    vo.tokens = bare.tokens;
+    cr_assert_eq(kiln_verify_drafts(v.s, &bt, &p, &d, &vo, v.ws, v.ws_size, NULL), KILN_SUCCESS,
+                 "%s", kiln_last_error());
+    cr_assert(memcmp(full.tokens, bare.tokens, 20 * 4 * 4) == 0);
+    for (int64_t i = 0; i < 20; ++i)
+        cr_assert(bare.accepted[i] == (int32_t)0xA5A5A5A5 && bare.valid[i] == 0xA5);
+    vo_free(&full);
+    vo_free(&bare);
     vc_free(&c);
     vs_destroy(&v);
 }
