@@ -856,64 +856,82 @@ static float *target_probs(vsampler *v, const vcase *c)
 #define DIST_B 4000
 #define DIST_CALLS 25
 
-/* The distribution theorem, K = 1: drafts drawn from q, N = 100000
+/* The distribution theorem with K = 2: drafts drawn from q, N = 100000
  * requests with distinct seeds. The first emitted token must follow p
  * (G-test, alpha = 1e-4: moving 0.01 of probability between the two likeliest
  * tokens gives a noncentrality of 73 against the critical value 25.7 at
- * 5 degrees of freedom, power > 0.99), and the acceptance rate must be
- * sum_x min(p, q) with draft_probs, sum_x q p for one-hot drafts, within five
- * binomial standard deviations. */
+ * 5 degrees of freedom, power > 0.99), and the acceptance rate at position 0
+ * must be sum_x min(p, q) with draft_probs, sum_x q p for one-hot drafts,
+ * within five binomial standard deviations. Given an accepted first draft,
+ * the token at position 1 must follow position 1's own target p1 (a G-test
+ * at the same alpha over the roughly 50000 such requests). */
+static void draw_from(const float *q, double qsum, uint64_t *st, int32_t *d)
+{
+    const double u = unit(st) * qsum;
+    double run = 0.0;
+    *d = DIST_V - 1;
+    for (int32_t x = 0; x < DIST_V; ++x)
+        if (u < (run += q[x])) {
+            *d = x;
+            return;
+        }
+}
+
 static void distribution_case(int with_q)
 {
-    static const double P[DIST_V] = { 0.30, 0.25, 0.20, 0.12, 0.08, 0.05 };
-    static const float Q[DIST_V] = { 0.10f, 0.30f, 0.05f, 0.25f, 0.20f, 0.10f };
-    vsampler v = vs_create(DIST_B * 2, DIST_V, 0, 1, KILN_ALGORITHM_AUTO);
-    vcase c = vc_alloc(DIST_B, DIST_V, 1, with_q);
-    for (int64_t r = 0; r < DIST_B * 2; ++r)
+    static const double P[2][DIST_V] = { { 0.30, 0.25, 0.20, 0.12, 0.08, 0.05 },
+                                         { 0.05, 0.10, 0.15, 0.20, 0.20, 0.30 } };
+    static const float Q[2][DIST_V] = { { 0.10f, 0.30f, 0.05f, 0.25f, 0.20f, 0.10f },
+                                        { 0.30f, 0.10f, 0.10f, 0.10f, 0.20f, 0.20f } };
+    vsampler v = vs_create(DIST_B * 3, DIST_V, 0, 1, KILN_ALGORITHM_AUTO);
+    vcase c = vc_alloc(DIST_B, DIST_V, 2, with_q);
+    for (int64_t r = 0; r < DIST_B * 3; ++r)
         for (int64_t x = 0; x < DIST_V; ++x)
-            c.logits[r * DIST_V + x] = (float)log(P[x]);
+            c.logits[r * DIST_V + x] = (float)log(P[r % 3 == 1][x]);
     float *probs = target_probs(&v, &c);
-    double p[DIST_V], qsum = 0.0, want_accept = 0.0;
-    for (int64_t x = 0; x < DIST_V; ++x) {
-        p[x] = probs[x];
-        qsum += Q[x];
-    }
+    double p[2][DIST_V], qsum[2] = { 0.0, 0.0 }, want_accept = 0.0;
+    for (int k = 0; k < 2; ++k)
+        for (int64_t x = 0; x < DIST_V; ++x) {
+            p[k][x] = probs[k * DIST_V + x];
+            qsum[k] += Q[k][x];
+        }
     for (int64_t x = 0; x < DIST_V; ++x)
-        want_accept += with_q ? fmin(p[x], Q[x] / qsum) : p[x] * Q[x] / qsum;
-    uint64_t counts[DIST_V] = { 0 }, accepted = 0, st = 99 + (uint64_t)with_q;
-    vout o = vo_alloc(DIST_B, 1);
+        want_accept += with_q ? fmin(p[0][x], Q[0][x] / qsum[0]) : p[0][x] * Q[0][x] / qsum[0];
+    uint64_t counts[2][DIST_V] = { { 0 } }, accepted = 0, st = 99 + (uint64_t)with_q;
+    vout o = vo_alloc(DIST_B, 2);
     for (int call = 0; call < DIST_CALLS; ++call) {
         for (int64_t b = 0; b < DIST_B; ++b) {
             c.seed[b] = mix(&st);
             c.offset[b] = 0;
-            double u = unit(&st) * qsum, run = 0.0;
-            int32_t d = DIST_V - 1;
-            for (int32_t x = 0; x < DIST_V; ++x)
-                if (u < (run += Q[x])) {
-                    d = x;
-                    break;
-                }
-            c.draft_ids[b] = d;
-            if (with_q)
-                memcpy(c.draft_probs + b * DIST_V, Q, sizeof Q);
+            for (int k = 0; k < 2; ++k) {
+                draw_from(Q[k], qsum[k], &st, &c.draft_ids[b * 2 + k]);
+                if (with_q)
+                    memcpy(c.draft_probs + (b * 2 + k) * DIST_V, Q[k], sizeof Q[k]);
+            }
         }
         run_ok(&v, &c, &o);
         for (int64_t b = 0; b < DIST_B; ++b) {
-            const int32_t t = o.tokens[b * 2];
+            const int32_t t = o.tokens[b * 3];
             cr_assert(t >= 0 && t < DIST_V);
-            counts[t]++;
-            accepted += (uint64_t)o.accepted[b];
-            cr_assert_eq(o.accepted[b] == 1, t == c.draft_ids[b] && o.tokens[b * 2 + 1] >= 0);
+            counts[0][t]++;
+            accepted += o.accepted[b] > 0;
+            cr_assert_eq(o.accepted[b] > 0, t == c.draft_ids[b * 2] && o.tokens[b * 3 + 1] >= 0);
+            if (o.accepted[b] > 0)
+                counts[1][o.tokens[b * 3 + 1]]++;
         }
     }
     const uint64_t N = (uint64_t)DIST_B * DIST_CALLS;
-    const kt_gtest g = kt_gtest_run(counts, p, DIST_V, N);
+    const kt_gtest g = kt_gtest_run(counts[0], p[0], DIST_V, N);
     cr_assert(g.p_value > 1e-4, "first token does not follow p: G = %.2f, df %.0f, p-value %.3g",
               g.g, g.df, g.p_value);
     const double rate = (double)accepted / (double)N;
     const double sd = sqrt(want_accept * (1.0 - want_accept) / (double)N);
     cr_assert(fabs(rate - want_accept) < 5.0 * sd, "acceptance %.5f, expected %.5f (sd %.5f)",
               rate, want_accept, sd);
+    const kt_gtest g1 = kt_gtest_run(counts[1], p[1], DIST_V, accepted);
+    cr_assert(g1.p_value > 1e-4,
+              "second token does not follow p1: G = %.2f, df %.0f, p-value %.3g", g1.g, g1.df,
+              g1.p_value);
     vo_free(&o);
     free(probs);
     vc_free(&c);
