@@ -1,8 +1,11 @@
 /* kiln_verify_drafts against docs/semantics.md section 19: an independent
  * model of the accept / residual rule built on kiln_sample's own outputs for
- * each target row, the K_b = 0 promise, the distribution theorem (G-tests and
- * exact cases), filters, bad input, invariance and the draft-extended
- * history. CPU backend only: the arrays are host memory. */
+ * each target row (its masses checked against kiln_sample's probs byte for
+ * byte, then section 5's masses and section 7's Philox draws), the K_b = 0
+ * promise, the distribution theorem (G-tests, exact cases and the counting
+ * at its boundaries), filters, bad input, layouts, invariance and the
+ * draft-extended history. CPU backend only: the arrays are host memory, and
+ * the CUDA backend refuses kiln_verify_drafts. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +15,7 @@
 #include "harness.h"
 #include "shared/numerics.h"
 #include "shared/philox.h"
+#include "shared/speculative.h"
 #include "stats.h"
 
 typedef unsigned __int128 u128;
@@ -1210,8 +1214,8 @@ Test(verify, bad_input)
     const float bad_q[4] = { NAN, 1.5f, -0.25f, 0.0f };
     for (int k = 0; k < 4; ++k) {
         ef.draft_probs[(1 * EK + 1) * EV + 0] = bad_q[k];
-        EF_EXPECT(KILN_ERROR_INVALID_PARAMETER, "drafts.draft_probs[request 1, position 1, token 0]",
-                  "(0, 1]");
+        EF_EXPECT(KILN_ERROR_INVALID_PARAMETER,
+                  "drafts.draft_probs[request 1, position 1, token 0]", "(0, 1]");
     }
     /* q elsewhere: read only on the row of the first rejection (request 0,
      * position 0, which rejects token 3) */
@@ -1525,4 +1529,36 @@ Test(verify, only_tokens)
     vo_free(&bare);
     vc_free(&c);
     vs_destroy(&v);
+}
+
+/* The counting behind section 19's theorem, at the exact boundaries: the
+ * accept test holds for a in [0, min(2^64, ceil(w 2^64 / Q))) and no other a,
+ * and the residual draw maps e in [ceil(r 2^64 / R), ceil((r + 1) 2^64 / R))
+ * to unit r: floor(2^64 / R) or one more values each. */
+Test(verify, accept_and_residual_counts)
+{
+    uint64_t st = 2024;
+    for (int it = 0; it < 20000; ++it) {
+        const uint64_t S = (mix(&st) >> (int)(mix(&st) % 40)) | 1;
+        const uint64_t Q = 1 + mix(&st) % S, w = mix(&st) % (S + 1);
+        const u128 A = (((u128)w << 64) + Q - 1) / Q;
+        if (A >= ((u128)1 << 64)) {
+            cr_assert(kiln_draft_accepted(UINT64_MAX, Q, w), "w %llu Q %llu",
+                      (unsigned long long)w, (unsigned long long)Q);
+        } else {
+            const uint64_t a = (uint64_t)A;
+            cr_assert(!kiln_draft_accepted(a, Q, w), "w %llu Q %llu: a = %llu accepted",
+                      (unsigned long long)w, (unsigned long long)Q, (unsigned long long)a);
+            if (a > 0)
+                cr_assert(kiln_draft_accepted(a - 1, Q, w));
+        }
+        const uint64_t R = S, r = mix(&st) % R;
+        const u128 lo = (((u128)r << 64) + R - 1) / R, hi = (((u128)(r + 1) << 64) + R - 1) / R;
+        const u128 count = hi - lo, base = ((u128)1 << 64) / R;
+        cr_assert(count == base || count == base + 1);
+        cr_assert_eq(kiln_scale_draw((uint64_t)lo, R), r);
+        if (lo > 0)
+            cr_assert_eq(kiln_scale_draw((uint64_t)(lo - 1), R), r - 1);
+        cr_assert_eq(kiln_scale_draw((uint64_t)(hi - 1), R), r);
+    }
 }
