@@ -7,6 +7,7 @@
  * draft-extended history. CPU backend only: the arrays are host memory, and
  * the CUDA backend refuses kiln_verify_drafts. */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1561,4 +1562,42 @@ Test(verify, accept_and_residual_counts)
             cr_assert_eq(kiln_scale_draw((uint64_t)(lo - 1), R), r - 1);
         cr_assert_eq(kiln_scale_draw((uint64_t)(hi - 1), R), r);
     }
+}
+
+/* A caller built against an older header: kiln_drafts without draft_probs
+ * is a one-hot call, kiln_verify_outputs with tokens alone writes nothing
+ * past them, whatever the fields past struct_size hold. */
+Test(verify, older_struct_sizes)
+{
+    vsampler v = vs_create(12 * 3, 16, 0, 1, KILN_ALGORITHM_AUTO);
+    uint64_t st = 90;
+    vcase c = vc_alloc(12, 16, 2, 1);
+    vc_fill(&c, &st);
+    vcase onehot = c;
+    onehot.draft_probs = NULL;
+    vout want = vo_alloc(12, 2), got = vo_alloc(12, 2), with_q = vo_alloc(12, 2);
+    run_ok(&v, &onehot, &want);
+    run_ok(&v, &c, &with_q);
+    cr_assert(memcmp(want.tokens, with_q.tokens, 12 * 3 * 4) != 0, "q made no difference");
+    vo_free(&with_q);
+    kiln_batch bt = vc_batch(&c);
+    kiln_sampling_params p = vc_params(&c);
+    kiln_drafts d = vc_drafts(&c);
+    d.struct_size = offsetof(kiln_drafts, draft_probs);
+    kiln_verify_outputs vo = vo_outputs(&got);
+    vo.struct_size = offsetof(kiln_verify_outputs, num_accepted);
+    cr_assert_eq(kiln_verify_drafts(v.s, &bt, &p, &d, &vo, v.ws, v.ws_size, NULL), KILN_SUCCESS,
+                 "%s", kiln_last_error());
+    cr_assert(memcmp(want.tokens, got.tokens, 12 * 3 * 4) == 0);
+    for (int64_t i = 0; i < 12; ++i)
+        cr_assert(got.accepted[i] == (int32_t)0xA5A5A5A5 && got.valid[i] == 0xA5);
+    for (int64_t i = 0; i < 12 * 3; ++i) {
+        uint32_t u;
+        memcpy(&u, &got.logprobs[i], 4);
+        cr_assert_eq(u, 0xA5A5A5A5u);
+    }
+    vo_free(&want);
+    vo_free(&got);
+    vc_free(&c);
+    vs_destroy(&v);
 }
