@@ -1566,7 +1566,8 @@ Test(verify, accept_and_residual_counts)
 
 /* A caller built against an older header: kiln_drafts without draft_probs
  * is a one-hot call, kiln_verify_outputs with tokens alone writes nothing
- * past them, whatever the fields past struct_size hold. */
+ * past them, whatever the fields past struct_size hold. num_drafts NULL
+ * means K_b = K. */
 Test(verify, older_struct_sizes)
 {
     vsampler v = vs_create(12 * 3, 16, 0, 1, KILN_ALGORITHM_AUTO);
@@ -1584,6 +1585,7 @@ Test(verify, older_struct_sizes)
     kiln_sampling_params p = vc_params(&c);
     kiln_drafts d = vc_drafts(&c);
     d.struct_size = offsetof(kiln_drafts, draft_probs);
+    d.num_drafts = NULL; /* every K_b is K, as in c */
     kiln_verify_outputs vo = vo_outputs(&got);
     vo.struct_size = offsetof(kiln_verify_outputs, num_accepted);
     cr_assert_eq(kiln_verify_drafts(v.s, &bt, &p, &d, &vo, v.ws, v.ws_size, NULL), KILN_SUCCESS,
