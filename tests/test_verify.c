@@ -1105,6 +1105,7 @@ static struct {
     kiln_sampling_params params;
     kiln_drafts drafts;
     kiln_verify_outputs outputs;
+    size_t ws_cut; /* bytes taken off the workspace size */
 } ef;
 
 /* A valid call: greedy-free, top_k = 1, so every draft but token 0 is
@@ -1137,6 +1138,7 @@ static void ef_reset(void)
     ef.outputs.num_accepted = ef.accepted;
     ef.outputs.logprobs = ef.logprobs;
     ef.outputs.valid = ef.valid;
+    ef.ws_cut = 0;
 }
 
 static int ef_untouched(void)
@@ -1159,7 +1161,7 @@ static kiln_status ef_call(void)
     memset(ef.logprobs, 0xA5, sizeof ef.logprobs);
     memset(ef.valid, 0xA5, sizeof ef.valid);
     return kiln_verify_drafts(ef.v.s, &ef.batch, &ef.params, &ef.drafts, &ef.outputs, ef.v.ws,
-                              ef.v.ws_size, NULL);
+                              ef.v.ws_size - ef.ws_cut, NULL);
 }
 
 static void ef_expect_at(int line, kiln_status want, const char *need1, const char *need2)
@@ -1254,6 +1256,8 @@ Test(verify, bad_input)
     EF_EXPECT(KILN_ERROR_OVERLAP, "outputs.num_accepted", NULL);
     ef.drafts.num_drafts = (const int32_t *)((const char *)ef.num_drafts + 1);
     EF_EXPECT(KILN_ERROR_MISALIGNED, "drafts.num_drafts", NULL);
+    ef.ws_cut = 1;
+    EF_EXPECT(KILN_ERROR_WORKSPACE_TOO_SMALL, "workspace_size", NULL);
 
     const kiln_status st =
         kiln_verify_drafts(ef.v.s, &ef.batch, &ef.params, NULL, &ef.outputs, ef.v.ws,
