@@ -390,8 +390,9 @@ KILN_API kiln_status kiln_score(kiln_sampler *sampler, const kiln_batch *batch,
  * draft_probs   [B, K, draft_probs_stride] f32 backend memory: the draft
  *               model's distribution q at each draft position (values in
  *               [0, 1], q(draft) > 0); NULL: one-hot drafts (n-gram or
- *               greedy proposers). Only q at the drafts and the row of the
- *               first rejected position are read. */
+ *               greedy proposers). Only q at the drafts and, when the
+ *               residual draw needs it (not at a greedy position), the row
+ *               of the first rejected position are read. */
 typedef struct kiln_drafts {
     size_t struct_size;         /* sizeof(kiln_drafts) */
     int32_t max_drafts;         /* K >= 0 */
