@@ -644,7 +644,7 @@ def _logit_bias(call, batch, bias, rows):
         if not isinstance(d, dict):
             raise TypeError(f"kiln: logit_bias[{b}] must be a dict {{token id: bias}}, not "
                             f"{type(d).__name__}")
-        ids.append([_check_int(t, f"logit_bias[{b}] id {t!r}", _I32) for t in d])
+        ids.append([_check_int(t, f"logit_bias[{b}] id", _I32) for t in d])
         values.append([_bias_value(x, b, t) for t, x in d.items()])
     offs, flat_ids = _csr(ids)
     flat_values = [x for r in values for x in r]
