@@ -972,7 +972,8 @@ def best_of_n(scores):
     return best
 
 
-__all__ = ["SampleResult", "ScoreResult", "VerifyResult", "sample", "score", "verify_drafts", "top_k_top_p_sampling_from_logits",
+__all__ = ["SampleResult", "ScoreResult", "VerifyResult", "sample", "score", "verify_drafts",
+           "top_k_top_p_sampling_from_logits",
            "top_p_sampling_from_logits", "top_k_sampling_from_logits",
            "min_p_sampling_from_logits", "sampling_from_logits", "greedy", "best_of_n",
            "clear_cache"]

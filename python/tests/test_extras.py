@@ -106,7 +106,8 @@ def test_mask_with_one_dimensional_logits():
 
 def test_mask_errors_name_the_argument():
     x = zipf_rows(2, 70, 3)
-    with pytest.raises(ValueError, match=r"allowed_mask has shape \(2, 2\), expected \(2, W >= 3\)"):
+    with pytest.raises(ValueError,
+                       match=r"allowed_mask has shape \(2, 2\), expected \(2, W >= 3\)"):
         kiln.sample(x, allowed_mask=np.zeros((2, 2), np.int32))
     with pytest.raises(ValueError, match=r"allowed_mask \(bool\) has shape \(2, 69\)"):
         kiln.sample(x, allowed_mask=np.ones((2, 69), bool))
