@@ -28,8 +28,12 @@ class SampleResult(NamedTuple):
     """What kiln.sample returns; outputs not asked for are None. Arrays are of
     the logits' kind and device. With 2-D logits [B, V]: tokens, logprobs and
     raw_logprobs are [B] (num_samples=None) or [B, n]; probs [B, V];
-    kept_counts [B] int32; valid [B] uint8. With 1-D logits [V] the leading B
-    is dropped."""
+    kept_counts [B] int32; valid [B] uint8; with top_logprobs=N,
+    raw_top_ids / raw_top_logprobs / final_top_ids / final_top_logprobs
+    [B, N] and raw_ranks shaped like tokens; with return_entropy, entropy and
+    raw_entropy [B]; with dynatemp_range (or return_temperatures),
+    temperatures [B]. With 1-D logits [V] the leading B is dropped. The
+    first six fields keep their positions."""
     tokens: Any
     logprobs: Optional[Any] = None
     raw_logprobs: Optional[Any] = None
