@@ -86,6 +86,11 @@ def test_bool_mask_and_word_mask_give_the_same_bytes():
     f = kiln.sample(x, allowed_mask=mask.tolist(), seed=9, num_samples=8, return_probs=True)
     for r in (c, d, e, f):
         assert same_bytes(r.tokens, a.tokens) and same_bytes(r.probs, a.probs)
+    # one row's words broadcast to every row (stride 0) is copied, not misread
+    one = kiln.sample(x, allowed_mask=np.broadcast_to(words[1], (B, 3)), seed=9,
+                      return_probs=True)
+    assert same_bytes(one.probs, kiln.sample(x, allowed_mask=np.stack([words[1]] * B), seed=9,
+                                             return_probs=True).probs)
 
 
 def test_mask_bits_past_v_are_ignored_and_an_empty_row_is_invalid():
@@ -278,6 +283,13 @@ def test_dynatemp_temperature_follows_the_entropy():
                     dynatemp_exponent=[0.5] * B, seed=1)
     assert same_bytes(s.temperatures, a.temperatures) and same_bytes(s.tokens, a.tokens)
     assert s.temperatures[1] == r.temperatures[1]
+
+
+def test_temperatures_without_dynatemp_are_the_rows_own():
+    x = np.stack([EFFORT] * 3)
+    x[2, 1] = np.inf
+    r = kiln.sample(x, temperature=[0.0, 0.75, 1.0], return_temperatures=True, seed=1)
+    assert r.temperatures[:2].tolist() == [0.0, 0.75] and np.isnan(r.temperatures[2])
 
 
 def test_dynatemp_errors_are_kiln_errors():
