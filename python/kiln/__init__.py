@@ -13,9 +13,10 @@ repository has more; docs/semantics.md defines every byte.
 """
 
 from ._capi import KilnError, library_path, version_number, version_string
-from ._sampling import (SampleResult, best_of_n, clear_cache, greedy, min_p_sampling_from_logits,
-                        sample, sampling_from_logits, top_k_sampling_from_logits,
-                        top_k_top_p_sampling_from_logits, top_p_sampling_from_logits)
+from ._sampling import (SampleResult, ScoreResult, VerifyResult, best_of_n, clear_cache, greedy,
+                        min_p_sampling_from_logits, sample, sampling_from_logits, score,
+                        top_k_sampling_from_logits, top_k_top_p_sampling_from_logits,
+                        top_p_sampling_from_logits, verify_drafts)
 
 __version__ = version_string()
 
@@ -34,7 +35,8 @@ def has_cuda():
     return False
 
 
-__all__ = ["KilnError", "SampleResult", "sample", "top_k_top_p_sampling_from_logits",
+__all__ = ["KilnError", "SampleResult", "ScoreResult", "VerifyResult", "sample", "score",
+           "verify_drafts", "top_k_top_p_sampling_from_logits",
            "top_p_sampling_from_logits", "top_k_sampling_from_logits",
            "min_p_sampling_from_logits", "sampling_from_logits", "greedy", "best_of_n",
            "clear_cache", "has_cuda", "version_number", "version_string", "library_path",

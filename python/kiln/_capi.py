@@ -37,6 +37,7 @@ ALGORITHM_SORT = 1
 ALGORITHM_SELECT = 2
 
 MAX_VOCAB_SIZE = (1 << 24) - 1
+MAX_TOP_LOGPROBS = 1024  # kiln.h: kiln_config.max_top_logprobs is 0..1024
 
 
 # ------------------------------------------------------------------- types
@@ -51,11 +52,14 @@ class Config(Structure):
         ("max_history", c_int64),
         ("num_threads", c_int),
         ("algorithm", c_int),
+        ("max_hidden", c_int64),
+        ("max_top_logprobs", c_int32),
     ]
 
     def __init__(self, **kw):
         # KILN_CONFIG_INIT
-        super().__init__(ctypes.sizeof(Config), BACKEND_CPU, 0, 1, 0, 1, 0, 0, ALGORITHM_AUTO)
+        super().__init__(ctypes.sizeof(Config), BACKEND_CPU, 0, 1, 0, 1, 0, 0, ALGORITHM_AUTO,
+                         0, 0)
         for k, v in kw.items():
             setattr(self, k, v)
 
@@ -72,11 +76,17 @@ class Batch(Structure):
         ("history_offsets", c_void_p),  # const int64_t *
         ("history_ids", c_void_p),      # const int32_t *
         ("prompt_lengths", c_void_p),   # const int32_t *
+        ("allowed_mask", c_void_p),     # const int32_t *
+        ("allowed_mask_stride", c_int64),
+        ("logit_bias_offsets", c_void_p),  # const int64_t *
+        ("logit_bias_ids", c_void_p),      # const int32_t *
+        ("logit_bias_values", c_void_p),   # const float *
     ]
 
     def __init__(self):
         # KILN_BATCH_INIT
-        super().__init__(ctypes.sizeof(Batch), DTYPE_F32, None, 0, 0, 0, 1, None, None, None)
+        super().__init__(ctypes.sizeof(Batch), DTYPE_F32, None, 0, 0, 0, 1, None, None, None,
+                         None, 0, None, None, None)
 
 
 class SamplingParams(Structure):
@@ -93,12 +103,14 @@ class SamplingParams(Structure):
         ("frequency_penalty", c_void_p), ("frequency_penalty_all", c_float),
         ("seed", c_void_p), ("seed_all", c_uint64),
         ("offset", c_void_p), ("offset_all", c_uint64),
+        ("dynatemp_range", c_void_p), ("dynatemp_range_all", c_float),
+        ("dynatemp_exponent", c_void_p), ("dynatemp_exponent_all", c_float),
     ]
 
     def __init__(self):
         # KILN_SAMPLING_PARAMS_INIT
         super().__init__(ctypes.sizeof(SamplingParams), None, 1.0, None, 0, None, 1.0, None, 0.0,
-                         None, 1.0, None, 0.0, None, 0.0, None, 0, None, 0)
+                         None, 1.0, None, 0.0, None, 0.0, None, 0, None, 0, None, 0.0, None, 1.0)
 
 
 class Outputs(Structure):
@@ -111,11 +123,90 @@ class Outputs(Structure):
         ("probs_row_stride", c_int64),
         ("kept_counts", c_void_p),   # int32_t *
         ("valid", c_void_p),         # uint8_t *
+        ("num_top_logprobs", c_int32),
+        ("raw_top_ids", c_void_p),         # int32_t *
+        ("raw_top_logprobs", c_void_p),    # float *
+        ("final_top_ids", c_void_p),       # int32_t *
+        ("final_top_logprobs", c_void_p),  # float *
+        ("raw_ranks", c_void_p),           # int32_t *
+        ("entropy", c_void_p),             # float *
+        ("raw_entropy", c_void_p),         # float *
+        ("temperatures", c_void_p),        # float *
     ]
 
     def __init__(self):
         # KILN_OUTPUTS_INIT
-        super().__init__(ctypes.sizeof(Outputs), None, None, None, None, 0, None, None)
+        super().__init__(ctypes.sizeof(Outputs), None, None, None, None, 0, None, None, 0, None,
+                         None, None, None, None, None, None, None)
+
+
+class ScoreOutputs(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("logprobs", c_void_p),      # float *
+        ("ranks", c_void_p),         # int32_t *
+        ("num_top_logprobs", c_int32),
+        ("top_ids", c_void_p),       # int32_t *
+        ("top_logprobs", c_void_p),  # float *
+        ("entropy", c_void_p),       # float *
+        ("valid", c_void_p),         # uint8_t *
+    ]
+
+    def __init__(self):
+        # KILN_SCORE_OUTPUTS_INIT
+        super().__init__(ctypes.sizeof(ScoreOutputs), None, None, 0, None, None, None, None)
+
+
+class Drafts(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("max_drafts", c_int32),
+        ("draft_ids", c_void_p),     # const int32_t *
+        ("num_drafts", c_void_p),    # const int32_t *
+        ("draft_probs", c_void_p),   # const float *
+        ("draft_probs_stride", c_int64),
+    ]
+
+    def __init__(self):
+        # KILN_DRAFTS_INIT
+        super().__init__(ctypes.sizeof(Drafts), 0, None, None, None, 0)
+
+
+class VerifyOutputs(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("tokens", c_void_p),        # int32_t *
+        ("num_accepted", c_void_p),  # int32_t *
+        ("logprobs", c_void_p),      # float *
+        ("valid", c_void_p),         # uint8_t *
+    ]
+
+    def __init__(self):
+        # KILN_VERIFY_OUTPUTS_INIT
+        super().__init__(ctypes.sizeof(VerifyOutputs), None, None, None, None)
+
+
+class LmHead(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("dtype", c_int),
+        ("hidden", c_void_p),        # const void *
+        ("hidden_size", c_int64),
+        ("hidden_stride", c_int64),
+        ("weight", c_void_p),        # const void *
+        ("bias", c_void_p),          # const float *
+        ("logits_dtype", c_int),
+    ]
+
+    def __init__(self):
+        # KILN_LM_HEAD_INIT
+        super().__init__(ctypes.sizeof(LmHead), DTYPE_F32, None, 0, 0, None, None, DTYPE_F32)
+
+
+# Every public struct of kiln.h, by its C name (the layout test walks these).
+STRUCTS = {"kiln_config": Config, "kiln_batch": Batch, "kiln_sampling_params": SamplingParams,
+           "kiln_outputs": Outputs, "kiln_score_outputs": ScoreOutputs, "kiln_drafts": Drafts,
+           "kiln_verify_outputs": VerifyOutputs, "kiln_lm_head": LmHead}
 
 
 # ------------------------------------------------------------- the library
@@ -182,6 +273,17 @@ lib.kiln_sample.argtypes = [c_void_p, POINTER(Batch), POINTER(SamplingParams), P
 lib.kiln_sample.restype = c_int
 lib.kiln_best_of_n.argtypes = [c_void_p, c_void_p, c_int64, c_int32, c_void_p, c_void_p]
 lib.kiln_best_of_n.restype = c_int
+lib.kiln_score.argtypes = [c_void_p, POINTER(Batch), POINTER(SamplingParams), c_void_p, c_int32,
+                           POINTER(ScoreOutputs), c_void_p, c_size_t, c_void_p]
+lib.kiln_score.restype = c_int
+lib.kiln_verify_drafts.argtypes = [c_void_p, POINTER(Batch), POINTER(SamplingParams),
+                                   POINTER(Drafts), POINTER(VerifyOutputs), c_void_p, c_size_t,
+                                   c_void_p]
+lib.kiln_verify_drafts.restype = c_int
+lib.kiln_sample_hidden.argtypes = [c_void_p, POINTER(LmHead), POINTER(Batch),
+                                   POINTER(SamplingParams), POINTER(Outputs), c_void_p, c_size_t,
+                                   c_void_p]
+lib.kiln_sample_hidden.restype = c_int
 
 
 def status_string(status):
@@ -204,7 +306,8 @@ def version_string():
 
 
 __all__ = ["KilnError", "lib", "library_path", "check", "status_string", "Config", "Batch",
-           "SamplingParams", "Outputs"]
+           "SamplingParams", "Outputs", "ScoreOutputs", "Drafts", "VerifyOutputs", "LmHead",
+           "STRUCTS"]
 
 if sys.byteorder != "little":  # pragma: no cover
     raise ImportError("kiln's Python bindings assume a little-endian machine")

@@ -103,3 +103,55 @@ def test_gpu_cuda_graph_capture_and_replay():
         torch.cuda.synchronize()
         want = kiln.sample(x.cpu(), top_p=0.9, seed=torch.arange(8), offset=step).tokens
         assert torch.equal(out.cpu(), want)
+
+
+# ------------------------------------ mask, bias, top-N, score, verify
+def _extras_case(B, V, seed):
+    x = torch.from_numpy(zipf_rows(B, V, seed))
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand((B, V), generator=g) < 0.7
+    mask[:, 0] = True
+    bias = [{1: 2.0, 7: -1.5}] + [None] * (B - 1)
+    return x, mask, bias
+
+
+def test_cpu_tensor_masks_give_numpy_bytes():
+    x, mask, bias = _extras_case(4, 300, 40)
+    kw = dict(logit_bias=bias, top_logprobs=5, return_entropy=True, dynatemp_range=0.2, seed=3,
+              num_samples=2, return_probs=True)
+    a = kiln.sample(x, allowed_mask=mask, **kw)
+    b = kiln.sample(x.numpy(), allowed_mask=mask.numpy(), **kw)
+    assert isinstance(a.raw_top_ids, torch.Tensor)
+    for name in ("tokens", "probs", "raw_top_ids", "final_top_logprobs", "raw_ranks", "entropy",
+                 "temperatures"):
+        assert same_bytes(np_of(getattr(a, name)), getattr(b, name)), name
+    s = kiln.score(x, a.tokens, allowed_mask=mask, logit_bias=bias)
+    assert same_bytes(np_of(s.logprobs), kiln.score(x.numpy(), b.tokens, allowed_mask=mask.numpy(),
+                                                     logit_bias=bias).logprobs)
+
+
+@requires_gpu
+def test_gpu_extras_give_the_cpu_bytes():
+    B, V, K = 9, 32000, 3
+    x, mask, bias = _extras_case(B, V, 41)
+    kw = dict(logit_bias=bias, top_logprobs=8, return_entropy=True, dynatemp_range=0.3,
+              temperature=0.8, top_p=0.9, seed=torch.arange(B), num_samples=2,
+              return_logprobs=True)
+    cpu = kiln.sample(x, allowed_mask=mask, **kw)
+    gpu = kiln.sample(x.cuda(), allowed_mask=mask.cuda(), **{**kw, "seed": torch.arange(B).cuda()})
+    for name in ("tokens", "logprobs", "raw_top_ids", "raw_top_logprobs", "final_top_ids",
+                 "final_top_logprobs", "raw_ranks", "entropy", "raw_entropy", "temperatures"):
+        assert same_bytes(np_of(getattr(gpu, name)), np_of(getattr(cpu, name))), name
+    sc = kiln.score(x, cpu.tokens, top_logprobs=4, allowed_mask=mask, logit_bias=bias)
+    sg = kiln.score(x.cuda(), gpu.tokens, top_logprobs=4, allowed_mask=mask.cuda(),
+                    logit_bias=bias)
+    for name in kiln.ScoreResult._fields:
+        assert same_bytes(np_of(getattr(sg, name)), np_of(getattr(sc, name))), name
+    t = torch.from_numpy(zipf_rows(B * (K + 1), V, 42)).reshape(B, K + 1, V)
+    drafts = t.argmax(-1)[:, :K].to(torch.int32)
+    vc = kiln.verify_drafts(t, drafts, temperature=0.7, seed=torch.arange(B), offset=2)
+    vg = kiln.verify_drafts(t.cuda(), drafts.cuda(), temperature=0.7,
+                            seed=torch.arange(B).cuda(), offset=2)
+    for name in ("tokens", "num_accepted", "logprobs", "valid"):
+        assert same_bytes(np_of(getattr(vg, name)), np_of(getattr(vc, name))), name
+
