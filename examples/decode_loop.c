@@ -369,6 +369,69 @@ static int find_loop(const int32_t *ids, int n, int *period)
     return best;
 }
 
+/* Step by step for one scenario: each generated token again, alone as a
+ * batch of one on the CPU backend, with the raw top-5 candidates, the
+ * entropy of the final distribution and the nucleus size (kept tokens).
+ * The token drawn alone must be the one drawn in the batch: a row's result
+ * depends only on its logits, parameters, seed and offset. */
+#define EXPLAIN_ROW 2 /* T = 0.7, top-p = 0.9, seed 1 */
+#define EXPLAIN_TOP 5
+static int explain(const model *m, const int32_t *row, int len, int shown)
+{
+    const scenario *sc = &scenarios[EXPLAIN_ROW];
+    kiln_config cfg = KILN_CONFIG_INIT;
+    cfg.max_vocab = m->vocab;
+    cfg.max_top_logprobs = EXPLAIN_TOP;
+    kiln_sampler *s = NULL;
+    if (kiln_sampler_create(&cfg, &s) != KILN_SUCCESS)
+        die(kiln_last_error());
+    size_t ws = 0;
+    kiln_sampler_workspace_size(s, &ws);
+    void *workspace = xcalloc(ws ? ws : 1, 1);
+    float *logits = xcalloc((size_t)m->vocab, sizeof *logits);
+    printf("Step by step: %s\n", sc->name);
+    printf("  (each token sampled again alone; raw p at T = 1, entropy of the final\n"
+           "  distribution in nats, nucleus = tokens top-p keeps)\n\n");
+    printf("  %-4s %-12s %7s %7s  %s\n", "step", "token", "entropy", "nucleus",
+           "top-5 candidates (raw p)");
+    int mismatches = 0;
+    for (int t = 0; t < shown && PROMPT_LEN + t < len; ++t) {
+        const int *c = m->counts + (size_t)row[PROMPT_LEN + t - 1] * (size_t)m->vocab;
+        for (int w = 0; w < m->vocab; ++w)
+            logits[w] = m->table[c[w]];
+        kiln_batch batch = KILN_BATCH_INIT;
+        batch.logits = logits;
+        batch.num_rows = 1;
+        batch.vocab_size = m->vocab;
+        kiln_sampling_params p = KILN_SAMPLING_PARAMS_INIT;
+        p.temperature_all = sc->temperature;
+        p.top_p_all = sc->top_p;
+        p.seed_all = sc->seed;
+        p.offset_all = (uint64_t)t;
+        int32_t token = -1, kept = 0, top_ids[EXPLAIN_TOP];
+        float top_lp[EXPLAIN_TOP], entropy = 0.0f;
+        kiln_outputs o = KILN_OUTPUTS_INIT;
+        o.tokens = &token;
+        o.kept_counts = &kept;
+        o.num_top_logprobs = EXPLAIN_TOP;
+        o.raw_top_ids = top_ids;
+        o.raw_top_logprobs = top_lp;
+        o.entropy = &entropy;
+        check(kiln_sample(s, &batch, &p, &o, workspace, ws, NULL));
+        const int same = token == row[PROMPT_LEN + t];
+        mismatches += !same;
+        printf("  %-4d %-12s %7.3f %7d ", t + 1, m->words[token], (double)entropy, (int)kept);
+        for (int i = 0; i < EXPLAIN_TOP && top_ids[i] >= 0; ++i)
+            printf(" %s %.2f", m->words[top_ids[i]], exp((double)top_lp[i]));
+        printf("%s\n", same ? "" : "  <-- NOT THE BATCH'S TOKEN");
+    }
+    printf("\n");
+    free(logits);
+    free(workspace);
+    kiln_sampler_destroy(s);
+    return mismatches;
+}
+
 static char *read_file(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -450,6 +513,9 @@ int main(int argc, char **argv)
                       sizeof(int32_t) * (size_t)len) == 0;
     printf("seed 7 twice: %s\n", same ? "the same text" : "DIFFERENT TEXT");
     int status = same ? 0 : 1;
+    printf("\n");
+    if (explain(&m, rows + EXPLAIN_ROW * len, len, steps < 12 ? steps : 12) && !status)
+        status = 3;
 
     const char *why = force_cpu ? "--cpu given" : "kiln built without CUDA";
     int have_gpu = 0;

@@ -169,6 +169,39 @@ def find_loop(ids, max_period=6):
     return best
 
 
+EXPLAIN_ROW = 2  # T = 0.7, top-p = 0.9, seed 1
+EXPLAIN_TOP = 5
+
+
+def explain(model, row, shown):
+    """Each generated token of one scenario sampled again alone (a batch of
+    one): the raw top-5 candidates, the final distribution's entropy and the
+    nucleus size. The token drawn alone must be the batch's: a row's result
+    depends only on its logits, parameters, seed and offset."""
+    name, temperature, top_p, _, _, seed = SCENARIOS[EXPLAIN_ROW]
+    prompt_len = len(PROMPT.split())
+    print(f"Step by step: {name}")
+    print("  (each token sampled again alone; raw p at T = 1, entropy of the final\n"
+          "  distribution in nats, nucleus = tokens top-p keeps)\n")
+    print(f"  {'step':<4} {'token':<12} {'entropy':>7} {'nucleus':>7}  top-5 candidates (raw p)")
+    mismatches = 0
+    for t in range(min(shown, len(row) - prompt_len)):
+        r = kiln.sample(model.logits(row[prompt_len + t - 1]), temperature=temperature,
+                        top_p=top_p, seed=seed, offset=t, top_logprobs=EXPLAIN_TOP,
+                        return_entropy=True)
+        token = int(r.tokens)
+        same = token == row[prompt_len + t]
+        mismatches += not same
+        line = f"  {t + 1:<4d} {model.words[token]:<12s} {float(r.entropy):7.3f} " \
+               f"{int(r.kept_counts):7d} "
+        for i, lp in zip(r.raw_top_ids.tolist(), r.raw_top_logprobs.tolist()):
+            if i >= 0:
+                line += f" {model.words[i]} {math.exp(lp):.2f}"
+        print(line + ("" if same else "  <-- NOT THE BATCH'S TOKEN"))
+    print()
+    return mismatches
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("text", nargs="?",
@@ -203,6 +236,9 @@ def main():
     print(f"seed 7 twice: {'the same text' if same else 'DIFFERENT TEXT'}")
 
     status = 0 if same else 1
+    print()
+    if explain(model, rows[EXPLAIN_ROW], min(args.steps, 12)) and not status:
+        status = 3
     gpu, why = (None, "--cpu given") if args.cpu else gpu_sampler()
     if gpu is None:
         print(f"GPU: not compared ({why})")
