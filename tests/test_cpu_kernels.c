@@ -72,6 +72,33 @@ static void check_row(const kiln_cpu_row *row, float m, float c, int32_t qmin, c
             for (int64_t i = 0; i < V; ++i)
                 cr_assert_eq(fb[i], kiln_cpu_mass_fbits(kiln_cpu_row_at(row, i), m, c),
                              "%s %s: fbits at %lld", what, isa_name(isa), (long long)i);
+        /* the entropy sums, over every counted token and over a canonical
+         * prefix cut at a token (ties at its key split by id) */
+        for (int with_cut = 0; with_cut < 2; ++with_cut) {
+            const int64_t at = V / 3;
+            const kiln_cpu_cut cut = { kiln_order_key(kiln_cpu_row_at(row, at)), (uint32_t)at };
+            uint64_t s = 0;
+            int64_t count = 0;
+            kiln_u128 e = kiln_u128_zero();
+            for (int64_t i = 0; i < V; ++i) {
+                const float x = kiln_cpu_row_at(row, i);
+                const uint32_t k = kiln_order_key(x);
+                if (with_cut && !(k > cut.key || (k == cut.key && i <= at)))
+                    continue;
+                s += ref[i];
+                count += ref[i] != 0;
+                e = kiln_u128_add(e, kiln_entropy_term(ref[i], kiln_mass_exponent(x, m, c)));
+            }
+            const kiln_cpu_entropy_sums es = kiln_cpu_mass_entropy(row, &mc, with_cut ? &cut : NULL);
+            cr_assert(es.mass == s && es.count == count && es.exponent.lo == e.lo &&
+                          es.exponent.hi == e.hi,
+                      "%s %s cut %d: entropy sums (%llu, %lld, %llx:%llx), expected (%llu, %lld, "
+                      "%llx:%llx)",
+                      what, isa_name(isa), with_cut, (unsigned long long)es.mass,
+                      (long long)es.count, (unsigned long long)es.exponent.hi,
+                      (unsigned long long)es.exponent.lo, (unsigned long long)s, (long long)count,
+                      (unsigned long long)e.hi, (unsigned long long)e.lo);
+        }
     }
     kiln_cpu_isa_force(KILN_ISA_AVX512);
     free(ref);
@@ -301,6 +328,19 @@ static int check_top_p(const float *x, int64_t V, int bf16, float t, float p, fl
         for (int64_t i = 0; i < V; ++i)
             cr_assert_eq(kiln_cpu_kept_mass_at(&k, &row, i), want[i], "%s: token %lld",
                          isa_name(isa), (long long)i);
+        /* the kept count and the final entropy's sums over the kept set */
+        int64_t want_count = 0;
+        kiln_u128 want_e = kiln_u128_zero();
+        for (int64_t i = 0; i < V; ++i) {
+            want_count += want[i] != 0;
+            want_e = kiln_u128_add(want_e, kiln_entropy_term(want[i], kiln_mass_exponent(xf[i], m, c)));
+        }
+        k.count = -1;
+        cr_assert_eq(kiln_cpu_kept_count(&k, &row), want_count, "%s: kept count", isa_name(isa));
+        const kiln_cpu_entropy_sums es = kiln_cpu_mass_entropy(&row, &k.mc, k.has_cut ? &k.cut : NULL);
+        cr_assert(es.mass == want_total && es.count == want_count && es.exponent.lo == want_e.lo &&
+                      es.exponent.hi == want_e.hi,
+                  "%s: kept entropy sums", isa_name(isa));
         const int64_t chunks = (V + KILN_CPU_CHUNK - 1) / KILN_CPU_CHUNK;
         for (int64_t ch = 0; ch < chunks; ++ch) {
             uint64_t s = 0;

@@ -83,8 +83,6 @@ typedef struct kiln_cpu_entropy_sums {
     int64_t count;      /* tokens with mass > 0 */
     kiln_u128 exponent; /* E = sum w_i d_i */
 } kiln_cpu_entropy_sums;
-/* Over every token of x[0..n) at exp2 factor c. */
-kiln_cpu_entropy_sums kiln_cpu_entropy_all(const float *x, int64_t n, float m, float c);
 /* Over a kept set given as inclusive prefix sums of its masses, at ids[j]
  * (ids == NULL: token j). */
 kiln_cpu_entropy_sums kiln_cpu_entropy_prefix(const float *x, const uint32_t *ids,
@@ -158,6 +156,9 @@ typedef struct kiln_cpu_row_state {
     double log_s; /* kiln_log_mass of the kept mass */
     /* raw (T = 1) sums when a stage computed them, else NULL */
     const kiln_cpu_entropy_sums *raw;
+    /* the kept set's sums when computed, else NULL (then read from the prefix) */
+    const kiln_cpu_entropy_sums *final;
+    double log_s1; /* kiln_log_mass of every mass at T = 1, for raw_top_logprobs */
 } kiln_cpu_row_state;
 
 /* The optional outputs of docs/semantics.md sections 15-17 for row b:

@@ -12,6 +12,15 @@ static float key_to_float(uint32_t key)
     return kiln_f32_from_bits(key & 0x80000000u ? key & 0x7FFFFFFFu : ~key);
 }
 
+/* The smallest float above x (finite x; -0 counts as +0, as the keys do). */
+static float next_above(float x)
+{
+    const uint32_t b = kiln_f32_bits(x);
+    if (b == 0x80000000u || b == 0)
+        return kiln_f32_from_bits(1);
+    return kiln_f32_from_bits(b & 0x80000000u ? b - 1 : b + 1);
+}
+
 static int in_prefix(float x, uint32_t id, kiln_cpu_cut cut)
 {
     const uint32_t k = kiln_order_key(x);
@@ -172,13 +181,22 @@ int64_t kiln_cpu_kept_count(kiln_cpu_kept *k, const kiln_cpu_row *row)
         k->count = kiln_cpu_row_count_at_least(row, kiln_cpu_logit_for_q(k->mc.m, k->mc.c, q));
         return k->count;
     }
-    int64_t count = 0;
-    for (int64_t i = 0; i < row->n; ++i) {
-        const float x = kiln_cpu_row_at(row, i);
-        count += kiln_cpu_mass_q(x, k->mc.m, k->mc.c) >= q && in_prefix(x, (uint32_t)i, k->cut);
+    /* with a cut, kept iff x >= xq and (x > xc, or x == xc at an id <= the
+     * cut's): both thresholds on x, so counts of x >= a value do it, the
+     * ties over the ids up to the cut's only */
+    const float xq = kiln_cpu_logit_for_q(k->mc.m, k->mc.c, q);
+    const uint32_t kc = k->cut.key;
+    const float xc = kiln_f32_from_bits(kc & 0x80000000u ? kc & 0x7FFFFFFFu : ~kc);
+    const float above = next_above(xc);
+    if (xq >= above) {
+        k->count = kiln_cpu_row_count_at_least(row, xq);
+        return k->count;
     }
-    k->count = count;
-    return count;
+    /* here xq <= xc: every tie at xc reaches xq */
+    const kiln_cpu_row head = { row->data, row->bf16, (int64_t)k->cut.id + 1 };
+    k->count = kiln_cpu_row_count_at_least(row, above) +
+               (kiln_cpu_row_count_at_least(&head, xc) - kiln_cpu_row_count_at_least(&head, above));
+    return k->count;
 }
 
 uint64_t kiln_cpu_kept_mass_at(const kiln_cpu_kept *k, const kiln_cpu_row *row, int64_t v)

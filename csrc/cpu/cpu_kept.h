@@ -46,6 +46,13 @@ kiln_cpu_kept kiln_cpu_keep_min_p(const kiln_cpu_row *row, float m, float c, uin
 int kiln_cpu_keep_top_p(const kiln_cpu_row *row, float m, float c, float top_p, uint64_t lo,
                         kiln_cpu_scratch *sc, kiln_cpu_kept *out, uint64_t *total_all);
 
+/* The entropy sums of docs/semantics.md section 15 (S, the tokens with
+ * mass, E = sum w_i d_i) over the tokens kiln_cpu_mass_chunks counts for
+ * mc (mc->masked included) that are, when cut is given, in its canonical
+ * prefix: one vectorised mass pass over the row in place. */
+kiln_cpu_entropy_sums kiln_cpu_mass_entropy(const kiln_cpu_row *row, const kiln_cpu_mass_ctx *mc,
+                                            const kiln_cpu_cut *cut);
+
 /* The smallest q whose mass reaches `mass` (1 <= mass <= 2^40). */
 int32_t kiln_cpu_q_for_mass(uint64_t mass);
 /* The smallest logit x <= m (x = -inf included) with kiln_cpu_mass_q(x, m, c) >= q. */

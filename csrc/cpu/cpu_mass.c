@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu_row.h"
+#include "cpu_kept.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(KILN_NO_CLONES)
 #define KILN_X86_KERNELS 1
@@ -336,7 +336,7 @@ KILN_T256 KILN_INLINE __m256 exp2_fraction_256(__m256 f)
 
 KILN_T256 KILN_INLINE void mass_256(__m256 x, __m256 vm, __m256 vc, const int fused,
                                     const int masked, __m256i qmin, __m256i *lo, __m256i *hi,
-                                    __m256i *fb)
+                                    __m256i *fb, __m256i *q_out)
 {
     const __m256 d = _mm256_sub_ps(x, vm);
     const __m256 tq = fused ? _mm256_mul_ps(d, vc)
@@ -365,6 +365,8 @@ KILN_T256 KILN_INLINE void mass_256(__m256 x, __m256 vm, __m256 vc, const int fu
         *fb = _mm256_add_epi32(_mm256_castps_si256(p),
                                _mm256_add_epi32(_mm256_and_si256(q, _mm256_set1_epi32((int)0xFF800000u)),
                                                 _mm256_set1_epi32(40 << 23)));
+    if (q_out)
+        *q_out = q;
 }
 
 KILN_T256 KILN_INLINE __m256 load_256(const void *data, const int bf16, int64_t i, int64_t n)
@@ -405,7 +407,8 @@ KILN_T256 KILN_INLINE uint64_t chunks_256_body(const kiln_cpu_row *row, const ki
         __m256i alo = _mm256_setzero_si256(), ahi = alo;
         for (int64_t i = base; i < end; i += 8) {
             __m256i lo, hi, fb;
-            mass_256(load_256(row->data, bf16, i, n), vm, vc, fused, masked, qmin, &lo, &hi, fbits ? &fb : NULL);
+            mass_256(load_256(row->data, bf16, i, n), vm, vc, fused, masked, qmin, &lo, &hi, fbits ? &fb : NULL,
+                     NULL);
             alo = _mm256_add_epi32(alo, lo);
             ahi = _mm256_add_epi32(ahi, hi);
             if (fbits) {
@@ -455,9 +458,9 @@ KILN_T256 static void span_256(const kiln_cpu_row *row, int64_t start, int64_t l
         __m256i lo, hi;
         const __m256 x = load_256(row->data, row->bf16, i, end);
         if (mc->fused)
-            mass_256(x, vm, vc, 1, 1, qmin, &lo, &hi, NULL);
+            mass_256(x, vm, vc, 1, 1, qmin, &lo, &hi, NULL, NULL);
         else
-            mass_256(x, vm, vc, 0, 1, qmin, &lo, &hi, NULL);
+            mass_256(x, vm, vc, 0, 1, qmin, &lo, &hi, NULL, NULL);
         uint32_t l[8], h[8];
         _mm256_storeu_si256((__m256i *)l, lo);
         _mm256_storeu_si256((__m256i *)h, hi);
@@ -465,6 +468,94 @@ KILN_T256 static void span_256(const kiln_cpu_row *row, int64_t start, int64_t l
         for (int64_t k = 0; k < cnt; ++k)
             w[i - start + k] = ((uint64_t)h[k] << 20) + l[k];
     }
+}
+
+/* The entropy sums: per 8 tokens the masses' two parts times d = -q as
+ * 32 x 32 -> 64-bit products (parts < 2^21, d <= 2^29: each below 2^50,
+ * a chunk's 256 below 2^58), joined per chunk into 128 bits. Tokens past
+ * the cut (canonical order: x below xc, or equal with a larger id) and,
+ * masked, below qmin have parts 0, so they add nothing and count as no mass. */
+KILN_T256 KILN_INLINE __m256i products_256(__m256i part, __m256i d)
+{
+    const __m256i even = _mm256_mul_epu32(part, d);
+    const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(part, 32), _mm256_srli_epi64(d, 32));
+    return _mm256_add_epi64(even, odd);
+}
+
+KILN_T256 KILN_INLINE uint64_t hsum64_256(__m256i v)
+{
+    __m128i s = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi64(s, _mm_unpackhi_epi64(s, s));
+    return (uint64_t)_mm_cvtsi128_si64(s);
+}
+
+KILN_T256 KILN_INLINE kiln_cpu_entropy_sums entropy_256_body(const kiln_cpu_row *row,
+                                                             const kiln_cpu_mass_ctx *mc,
+                                                             const int has_cut, float xc,
+                                                             uint32_t cut_id, const int bf16,
+                                                             const int fused, const int masked)
+{
+    const __m256 vm = _mm256_set1_ps(mc->m), vc = _mm256_set1_ps(mc->c23), vxc = _mm256_set1_ps(xc);
+    const __m256i qmin = _mm256_set1_epi32(mc->qmin), zero = _mm256_setzero_si256();
+    const __m256i past_cut = _mm256_set1_epi32((int32_t)cut_id + 1);
+    const __m256i step = _mm256_set1_epi32(8);
+    const int64_t n = row->n;
+    uint64_t total = 0;
+    int64_t empty = 0, lanes = 0;
+    kiln_u128 e = kiln_u128_zero();
+    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int64_t base = 0; base < n; base += KILN_CPU_CHUNK) {
+        const int64_t end = base + KILN_CPU_CHUNK < n ? base + KILN_CPU_CHUNK : n;
+        __m256i alo = zero, ahi = zero, elo = zero, ehi = zero, none = zero;
+        for (int64_t i = base; i < end; i += 8) {
+            __m256i lo, hi, q;
+            const __m256 x = load_256(row->data, bf16, i, n);
+            mass_256(x, vm, vc, fused, masked, qmin, &lo, &hi, NULL, &q);
+            if (has_cut) {
+                const __m256i above = _mm256_castps_si256(_mm256_cmp_ps(x, vxc, _CMP_GT_OQ));
+                const __m256i tie = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(x, vxc, _CMP_EQ_OQ)),
+                                                     _mm256_cmpgt_epi32(past_cut, idx));
+                const __m256i in = _mm256_or_si256(above, tie);
+                lo = _mm256_and_si256(lo, in);
+                hi = _mm256_and_si256(hi, in);
+            }
+            idx = _mm256_add_epi32(idx, step);
+            const __m256i d = _mm256_sub_epi32(zero, q);
+            alo = _mm256_add_epi32(alo, lo);
+            ahi = _mm256_add_epi32(ahi, hi);
+            elo = _mm256_add_epi64(elo, products_256(lo, d));
+            ehi = _mm256_add_epi64(ehi, products_256(hi, d));
+            none = _mm256_sub_epi32(none, _mm256_cmpeq_epi32(_mm256_or_si256(lo, hi), zero));
+        }
+        lanes += (end - base + 7) / 8 * 8;
+        empty += hsum_256(none);
+        total += ((uint64_t)hsum_256(ahi) << 20) + hsum_256(alo);
+        const uint64_t h = hsum64_256(ehi);
+        const kiln_u128 part = { h << 20, h >> 44 };
+        const kiln_u128 low = { hsum64_256(elo), 0 };
+        e = kiln_u128_add(e, kiln_u128_add(part, low));
+    }
+    kiln_cpu_entropy_sums r = { total, lanes - empty, e };
+    return r;
+}
+
+KILN_T256 static kiln_cpu_entropy_sums entropy_256(const kiln_cpu_row *row,
+                                                   const kiln_cpu_mass_ctx *mc, int has_cut,
+                                                   float xc, uint32_t cut_id)
+{
+#define KILN_ENTROPY(b, f, k) return entropy_256_body(row, mc, has_cut, xc, cut_id, b, f, k)
+    if (row->bf16) {
+        if (mc->fused) {
+            if (mc->masked) KILN_ENTROPY(1, 1, 1); else KILN_ENTROPY(1, 1, 0);
+        } else {
+            if (mc->masked) KILN_ENTROPY(1, 0, 1); else KILN_ENTROPY(1, 0, 0);
+        }
+    }
+    if (mc->fused) {
+        if (mc->masked) KILN_ENTROPY(0, 1, 1); else KILN_ENTROPY(0, 1, 0);
+    }
+    if (mc->masked) KILN_ENTROPY(0, 0, 1); else KILN_ENTROPY(0, 0, 0);
+#undef KILN_ENTROPY
 }
 
 #endif /* KILN_X86_KERNELS */
@@ -502,4 +593,41 @@ void kiln_cpu_mass_span(const kiln_cpu_row *row, int64_t start, int64_t len,
         const float x = kiln_cpu_row_at(row, start + i);
         w[i] = kiln_cpu_mass_q(x, mc->m, mc->c) >= mc->qmin ? kiln_mass(x, mc->m, mc->c) : 0;
     }
+}
+
+static kiln_cpu_entropy_sums entropy_scalar(const kiln_cpu_row *row, const kiln_cpu_mass_ctx *mc,
+                                            int has_cut, float xc, uint32_t cut_id)
+{
+    uint64_t total = 0;
+    int64_t count = 0;
+    kiln_u128 e = kiln_u128_zero();
+    for (int64_t i = 0; i < row->n; ++i) {
+        const float x = kiln_cpu_row_at(row, i);
+        if (has_cut && !(x > xc || (x == xc && i <= (int64_t)cut_id)))
+            continue;
+        const int32_t q = kiln_cpu_mass_q(x, mc->m, mc->c);
+        if (mc->masked && q < mc->qmin)
+            continue;
+        const uint64_t w = kiln_cpu_mass_of_q(q);
+        total += w;
+        count += w != 0;
+        e = kiln_u128_add(e, kiln_entropy_term(w, (uint32_t)-q));
+    }
+    kiln_cpu_entropy_sums r = { total, count, e };
+    return r;
+}
+
+kiln_cpu_entropy_sums kiln_cpu_mass_entropy(const kiln_cpu_row *row, const kiln_cpu_mass_ctx *mc,
+                                            const kiln_cpu_cut *cut)
+{
+    /* the cut as a logit: keys order like the floats, -0 with +0 */
+    const float xc = cut ? kiln_f32_from_bits(cut->key & 0x80000000u ? cut->key & 0x7FFFFFFFu
+                                                                      : ~cut->key)
+                         : 0.0f;
+    const uint32_t cut_id = cut ? cut->id : 0;
+#ifdef KILN_X86_KERNELS
+    if (kiln_cpu_isa_level() >= KILN_ISA_AVX2)
+        return entropy_256(row, mc, cut != NULL, xc, cut_id);
+#endif
+    return entropy_scalar(row, mc, cut != NULL, xc, cut_id);
 }

@@ -43,13 +43,6 @@ void kiln_cpu_write_invalid_extras(const kiln_call *c, int64_t b)
         }
 }
 
-/* ln of the row's T = 1 mass sum, for raw log-probabilities. */
-static double raw_log_mass(const kiln_cpu_row_state *st, int64_t V)
-{
-    const uint64_t s1 = st->raw ? st->raw->mass : kiln_cpu_mass_sum(st->x, V, st->max, KILN_LOG2E_F);
-    return kiln_log_mass(s1);
-}
-
 void kiln_cpu_write_extras(const kiln_call *c, int64_t b, const kiln_cpu_row_state *st,
                            kiln_cpu_work *wk)
 {
@@ -66,8 +59,10 @@ void kiln_cpu_write_extras(const kiln_call *c, int64_t b, const kiln_cpu_row_sta
         float h = 0.0f;
         if (st->temperature != 0.0f) {
             /* before wk is touched: the kept set may live in it */
-            const kiln_cpu_entropy_sums k = kiln_cpu_entropy_prefix(
-                st->x, st->kept_ids, st->kept_prefix, st->kept_n, st->max, st->exp2_factor);
+            const kiln_cpu_entropy_sums k =
+                st->final ? *st->final
+                          : kiln_cpu_entropy_prefix(st->x, st->kept_ids, st->kept_prefix,
+                                                    st->kept_n, st->max, st->exp2_factor);
             h = kiln_f64_to_f32(kiln_entropy_nats(k.mass, k.exponent));
         }
         o->entropy[b] = h;
@@ -77,7 +72,7 @@ void kiln_cpu_write_extras(const kiln_call *c, int64_t b, const kiln_cpu_row_sta
                   o->final_top_logprobs)) {
         const size_t have =
             kiln_cpu_first_in_order(st->x, V, (size_t)N, wk->out_ids, wk->cand, wk->tmp_a, wk->tmp_b);
-        const double log_s1 = o->raw_top_logprobs ? raw_log_mass(st, V) : 0.0;
+        const double log_s1 = st->log_s1;
         const int64_t kept = st->temperature != 0.0f ? st->kept_count : 1;
         for (int64_t i = 0; i < N; ++i) {
             const int in_row = i < (int64_t)have;

@@ -409,7 +409,8 @@ void kiln_cpu_distribution(const kiln_sampler *s, const kiln_call *c, const kiln
     /* The raw distribution's entropy sums, for dynatemp and the raw entropy
      * (docs/semantics.md sections 15 and 16); they give S1 too. */
     if (kiln_dynatemp_on(&r) || want_raw) {
-        d->raw = kiln_cpu_entropy_all(row_f32(row, sc), V, m, KILN_LOG2E_F);
+        const kiln_cpu_mass_ctx mc1 = kiln_cpu_mass_ctx_init(m, KILN_LOG2E_F);
+        d->raw = kiln_cpu_mass_entropy(row, &mc1, NULL);
         d->have_raw = 1;
         if (kiln_dynatemp_on(&r))
             r.temperature =
@@ -585,12 +586,21 @@ static void sample_row(const kiln_sampler *s, const kiln_call *c, int64_t b, scr
             o->valid[b] = 1;
     }
     if (wants_extras(o)) {
-        /* Stage 5, the outputs of sections 15-17 (they read the row as f32
-         * and, for the final entropy, every kept mass). */
-        kiln_cpu_dist_expand(&d, o->entropy != NULL, sc);
+        /* Stage 5, the outputs of sections 15-17 (they read the row as f32).
+         * The final entropy of a chunked kept set is one vectorised pass over
+         * the row; the other forms are few tokens, read from their prefix. */
+        kiln_cpu_entropy_sums final_sums;
+        const kiln_cpu_entropy_sums *fin = NULL;
+        if (o->entropy && d.status == KILN_CPU_ROW_SAMPLE && d.kept.form == KILN_KEPT_CHUNKED) {
+            final_sums = kiln_cpu_mass_entropy(&d.row, &d.kept.mc,
+                                               d.kept.has_cut ? &d.kept.cut : NULL);
+            fin = &final_sums;
+        }
+        kiln_cpu_dist_expand(&d, o->entropy != NULL && !fin, sc);
+        const double log_s1 = o->raw_top_logprobs ? log_s1_of(&d) : 0.0;
         const kiln_cpu_row_state st = { d.x,      d.m,      d.r.temperature, d.cexp,  d.argmax,
                                         d.ids,    d.prefix, d.n,             d.count, d.log_s,
-                                        raw };
+                                        raw,      fin,      log_s1 };
         kiln_cpu_work wk = work_for(sc);
         kiln_cpu_write_extras(c, b, &st, &wk);
     }

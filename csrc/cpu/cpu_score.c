@@ -1,18 +1,20 @@
 /* kiln_score on the CPU: docs/semantics.md section 18. The raw distribution
  * of a valid row, then each target's log-probability and rank, the raw
  * top-N and the raw entropy, written through the stages kiln_sample uses. */
-#include "cpu_backend.h"
+#include "cpu_kept.h"
 #include "../shared/entropy.h"
 
 void kiln_cpu_score_row(const kiln_call *c, int64_t b, const float *x, float m, kiln_cpu_work *wk)
 {
     const int64_t V = c->batch.vocab_size, K = c->num_targets;
     const kiln_outputs *o = &c->outputs;
+    const kiln_cpu_row row = { x, 0, V };
+    const kiln_cpu_mass_ctx mc = kiln_cpu_mass_ctx_init(m, KILN_LOG2E_F);
     kiln_cpu_entropy_sums raw;
     if (o->raw_entropy) {
-        raw = kiln_cpu_entropy_all(x, V, m, KILN_LOG2E_F);
+        raw = kiln_cpu_mass_entropy(&row, &mc, NULL);
     } else {
-        raw.mass = kiln_cpu_mass_sum(x, V, m, KILN_LOG2E_F);
+        raw.mass = kiln_cpu_mass_chunks(&row, &mc, NULL, NULL);
         raw.count = 0;
         raw.exponent = kiln_u128_zero();
     }
@@ -37,7 +39,8 @@ void kiln_cpu_score_row(const kiln_call *c, int64_t b, const float *x, float m, 
             if (targets[j] < 0)
                 ranks[j] = 0;
     }
-    kiln_cpu_row_state st = { x, m, 1.0f, KILN_LOG2E_F, -1, NULL, NULL, 0, 0, 0.0, &raw };
+    kiln_cpu_row_state st = { x, m, 1.0f, KILN_LOG2E_F, -1, NULL, NULL, 0, 0, 0.0, &raw, NULL,
+                              log_s1 };
     kiln_outputs only = *o;
     kiln_call sub = *c;
     /* section 17's raw outputs and the raw entropy; nothing of the final

@@ -9,6 +9,12 @@
 #include "cpu_backend.h"
 #include "../shared/numerics.h"
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(KILN_NO_CLONES)
+#define KILN_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
+#define KILN_CLONES
+#endif
+
 static float key_floor(uint32_t min_key)
 {
     if (min_key <= 0x007FFFFFu)
@@ -72,15 +78,18 @@ size_t kiln_cpu_first_in_order(const float *x, int64_t V, size_t want, uint32_t 
     return kept;
 }
 
-/* 1 + the tokens before `token` in canonical order. */
+/* 1 + the tokens before `token` in canonical order: float compares order
+ * like the keys on a valid row (no NaN; -0 == +0), and ties count before
+ * the token only at lower ids, so two compare loops that vectorise. */
+KILN_CLONES
 static int32_t rank_of(const float *x, int64_t V, uint32_t token)
 {
-    const uint32_t kt = kiln_order_key(x[token]);
+    const float xt = x[token];
     int64_t count = 0;
-    for (int64_t i = 0; i < V; ++i) {
-        const uint32_t k = kiln_order_key(x[i]);
-        count += k > kt || (k == kt && i < (int64_t)token);
-    }
+    for (int64_t i = 0; i < (int64_t)token; ++i)
+        count += x[i] >= xt;
+    for (int64_t i = (int64_t)token + 1; i < V; ++i)
+        count += x[i] > xt;
     return (int32_t)(1 + count);
 }
 
