@@ -13,7 +13,8 @@ repository has more; docs/semantics.md defines every byte.
 """
 
 from ._capi import KilnError, library_path, version_number, version_string
-from ._sampling import (SampleResult, ScoreResult, VerifyResult, best_of_n, clear_cache, greedy,
+from ._sampling import (SampleResult, ScoreResult, VerifyResult, best_of_n,
+                        chain_speculative_sampling, clear_cache, greedy,
                         min_p_sampling_from_logits, sample, sampling_from_logits, score,
                         top_k_sampling_from_logits, top_k_top_p_sampling_from_logits,
                         top_p_sampling_from_logits, verify_drafts)
@@ -36,6 +37,7 @@ def has_cuda():
 
 
 __all__ = ["KilnError", "SampleResult", "ScoreResult", "VerifyResult", "sample", "score",
+           "chain_speculative_sampling",
            "verify_drafts", "top_k_top_p_sampling_from_logits",
            "top_p_sampling_from_logits", "top_k_sampling_from_logits",
            "min_p_sampling_from_logits", "sampling_from_logits", "greedy", "best_of_n",

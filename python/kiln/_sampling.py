@@ -899,6 +899,33 @@ def _host_list(h):
 
 
 # -------------------------------------------------- serving-stack shapes
+def chain_speculative_sampling(draft_probs, draft_token_ids, target_probs, *, seed=None,
+                               offset=0, deterministic=True):
+    """FlashInfer's call, through kiln_verify_drafts: draft_probs [B, K, V]
+    (or None for one-hot drafts), draft_token_ids [B, K], target_probs
+    [B, K + 1, V] (probabilities, as FlashInfer takes them; kiln verifies
+    against their logarithms at T = 1, whose softmax is the same
+    distribution up to kiln's quantisation of the masses).
+
+    Returns (output_token_ids [B, K + 1] int32 with -1 after the emitted
+    token, output_accepted_token_num [B], output_emitted_draft_token_num [B]).
+    FlashInfer's accepted count is a statistic that tests every position,
+    also past the first rejection; kiln stops at the first rejection, so it
+    returns the emitted count for both. kiln is always deterministic."""
+    logits = _log_of(target_probs)
+    r = verify_drafts(logits, draft_token_ids, draft_probs=draft_probs, seed=seed, offset=offset)
+    return r.tokens, r.num_accepted, r.num_accepted
+
+
+def _log_of(probs):
+    """log(p) in the probabilities' own library (0 -> -inf)."""
+    if hasattr(probs, "log") and not isinstance(probs, (list, tuple)):
+        return probs.log()
+    import numpy
+    with numpy.errstate(divide="ignore"):
+        return numpy.log(numpy.asarray(probs, dtype=numpy.float32))
+
+
 def top_k_top_p_sampling_from_logits(logits, top_k, top_p, *, temperature=1.0, seed=None,
                                      offset=0, filter_apply_order="top_k_first",
                                      deterministic=True, check_nan=False):

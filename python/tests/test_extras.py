@@ -469,3 +469,23 @@ def test_verify_errors():
     with pytest.raises(kiln.KilnError, match=re.escape(
             "draft_probs[request 0, position 0, token 0] = 0")):
         kiln.verify_drafts(t, np.zeros((B, K), np.int32), draft_probs=q, seed=1)
+
+
+def test_chain_speculative_sampling_is_verify_drafts_on_log_probs():
+    rng = np.random.default_rng(61)
+    B, K, V = 6, 3, 40
+    x = rng.normal(0, 2, (B, K + 1, V)).astype(np.float32)
+    target = np.exp(x - x.max(axis=2, keepdims=True))
+    target = (target / target.sum(axis=2, keepdims=True)).astype(np.float32)
+    target[:, :, 7] = 0.0  # a token the target never emits
+    q = rng.dirichlet(np.ones(V), (B, K)).astype(np.float32)
+    drafts = rng.integers(0, V, (B, K)).astype(np.int32)
+    drafts[:, 0] = 7
+    for probs in (q, None):
+        tok, acc, emitted = kiln.chain_speculative_sampling(probs, drafts, target, seed=5, offset=2)
+        with np.errstate(divide="ignore"):
+            ref = kiln.verify_drafts(np.log(target), drafts, draft_probs=probs, seed=5, offset=2)
+        assert same_bytes(tok, ref.tokens) and same_bytes(acc, ref.num_accepted)
+        assert same_bytes(emitted, ref.num_accepted)
+        # draft 0 is token 7, which the target gives no mass: always rejected
+        assert (acc == 0).all() and (tok[:, 0] != 7).all() and (tok[:, 1:] == -1).all()
