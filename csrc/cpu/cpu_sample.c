@@ -279,54 +279,75 @@ static float key_floor(uint32_t min_key)
  * holds the whole top-k set, and that is checked exactly: when fewer are
  * collected, an exact histogram of every token picks the bucket and the row
  * is collected again. The estimate only decides speed, never the answer. */
-static kept_set keep_top_k_select(const float *x, int64_t V, int64_t k, const kiln_row_params *r,
+static kept_set keep_top_k_select(const kiln_cpu_row *row, int64_t k, const kiln_row_params *r,
                                   float m, float cexp, uint64_t lo, scratch *sc)
 {
+    const int64_t V = row->n;
     const int64_t stride = V >= 16384 ? 16 : 1;
     uint32_t hist[2048];
-    kiln_cpu_key_hist(x, V, stride, hist);
+    kiln_cpu_row_key_hist(row, stride, hist);
     /* aim for about 1.5 k + 64 candidates, counted in sampled tokens */
     const uint64_t want = (uint64_t)((3 * k / 2 + 64 + stride - 1) / stride);
     uint32_t d = 2047;
     for (uint64_t above = 0; d > 0 && above + hist[d] < want; --d)
         above += hist[d];
     uint32_t *ids = sc->cand;
-    size_t n = kiln_cpu_collect_at_least(x, V, key_floor(d << 21), ids);
+    size_t n = kiln_cpu_row_collect_at_least(row, key_floor(d << 21), ids);
     if (n < (size_t)k && stride > 1) {
         /* the sample misled (adversarial rows can): the exact histogram
          * names the bucket that holds the k-th key */
-        kiln_cpu_key_hist(x, V, 1, hist);
+        kiln_cpu_row_key_hist(row, 1, hist);
         d = 2047;
         for (uint64_t above = 0; above + hist[d] < (uint64_t)k; --d)
             above += hist[d];
-        n = kiln_cpu_collect_at_least(x, V, key_floor(d << 21), ids);
+        n = kiln_cpu_row_collect_at_least(row, key_floor(d << 21), ids);
     }
-    const kiln_cpu_cut cut_k =
-        kiln_cpu_radix_cut(x, ids, NULL, n, (uint64_t)k, &sc->tmp[0], &sc->tmp[1]);
+    /* The selects read values by id: the f32 row itself, or a bf16 row's
+     * candidates packed in id order into sc->x (no conversion of the whole
+     * row); packed index order is id order, so ties break the same way. */
+    const int packed = row->bf16;
+    float *px = sc->x;
+    const float *x = packed ? px : (const float *)row->data;
+    if (packed)
+        for (size_t j = 0; j < n; ++j)
+            px[j] = kiln_cpu_row_at(row, ids[j]);
+#define KILN_VAL(j) (packed ? x[j] : x[ids[j]])
+    kiln_cpu_cut cut_k = kiln_cpu_radix_cut(x, packed ? NULL : ids, NULL, n, (uint64_t)k,
+                                            &sc->tmp[0], &sc->tmp[1]);
+    if (packed)
+        cut_k.id = ids[cut_k.id];
     uint64_t *w = sc->w;
     uint64_t mass_k = 0;
     size_t in_k = 0;
-    for (size_t j = 0; j < n; ++j)
-        if (in_prefix(x[ids[j]], ids[j], cut_k)) {
+    for (size_t j = 0; j < n; ++j) {
+        const float xj = KILN_VAL(j);
+        if (in_prefix(xj, ids[j], cut_k)) {
             ids[in_k] = ids[j];
-            mass_k += w[in_k] = kiln_mass(x[ids[j]], m, cexp);
+            if (packed)
+                px[in_k] = xj;
+            mass_k += w[in_k] = kiln_mass(xj, m, cexp);
             ++in_k;
         }
+    }
     n = in_k;
 
     kiln_cpu_cut cut_p = cut_k;
-    if (r->top_p < 1.0f)
-        cut_p = kiln_cpu_radix_cut(x, ids, w, n, kiln_ceil_scale(r->top_p, mass_k), &sc->tmp[0],
-                                   &sc->tmp[1]);
+    if (r->top_p < 1.0f) {
+        cut_p = kiln_cpu_radix_cut(x, packed ? NULL : ids, w, n, kiln_ceil_scale(r->top_p, mass_k),
+                                   &sc->tmp[0], &sc->tmp[1]);
+        if (packed)
+            cut_p.id = ids[cut_p.id];
+    }
     uint64_t run = 0;
     size_t kept = 0;
     for (size_t j = 0; j < n; ++j)
-        if (w[j] >= lo && in_prefix(x[ids[j]], ids[j], cut_p)) {
+        if (w[j] >= lo && in_prefix(KILN_VAL(j), ids[j], cut_p)) {
             run += w[j];
             ids[kept] = ids[j];
             w[kept] = run;
             ++kept;
         }
+#undef KILN_VAL
     kept_set ks = { ids, w, (int64_t)kept, (int64_t)kept, run };
     return ks;
 }
@@ -450,7 +471,7 @@ void kiln_cpu_distribution(const kiln_sampler *s, const kiln_call *c, const kiln
         kept = kiln_cpu_keep_dense(row, &mc, sc->tmp[1].w);
         total_all = kept.total;
     } else if (k < V) {
-        kept = from_kept_set(keep_top_k_select(row_f32(row, sc), V, k, &r, m, cexp, lo, sc));
+        kept = from_kept_set(keep_top_k_select(row, k, &r, m, cexp, lo, sc));
         have_total_all = 0;
     } else if (!kiln_cpu_keep_top_p(row, m, cexp, r.top_p, lo, sc, &kept, &total_all)) {
         const float *x = row_f32(row, sc);

@@ -79,6 +79,20 @@ int64_t kiln_cpu_row_find_first(const kiln_cpu_row *row, float value)
 /* Tokens at or above a threshold, on 16-bit keys: x >= t iff key(x) >= key(t)
  * for non-NaN values; bf16_key_floor is the smallest 16-bit key whose f32
  * key reaches key(t) (callers first rule out a t above every bf16). */
+/* The sampled key histogram (kiln_cpu_key_hist) of a row in place: a bf16's
+ * 16-bit key is the top half of the f32 one, so its top 11 bits are too. */
+void kiln_cpu_row_key_hist(const kiln_cpu_row *row, int64_t stride, uint32_t hist[2048])
+{
+    if (!row->bf16) {
+        kiln_cpu_key_hist((const float *)row->data, row->n, stride, hist);
+        return;
+    }
+    const uint16_t *h = (const uint16_t *)row->data;
+    memset(hist, 0, 2048 * sizeof hist[0]);
+    for (int64_t i = 0; i < row->n; i += stride)
+        hist[bf16_key(h[i]) >> 5]++;
+}
+
 static uint16_t bf16_key_floor(float threshold)
 {
     const uint32_t k = kiln_order_key(threshold);
