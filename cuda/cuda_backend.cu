@@ -146,6 +146,12 @@ extern "C" kiln_status kiln_cuda_create(kiln_sampler *s)
     kiln_status status = kiln_cuda_configure(s);
     if (status != KILN_SUCCESS)
         return status;
+    err = kiln_select_cut_configure();
+    if (err != cudaSuccess) {
+        free(s->cuda);
+        s->cuda = nullptr;
+        return cuda_fail("cudaFuncSetAttribute (select kernel shared memory)", err);
+    }
     if (cfg.max_hidden > 0) {
         status = kiln_lm_head_create(&((cuda_state *)s->cuda)->cublas);
         if (status != KILN_SUCCESS) {

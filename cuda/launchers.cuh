@@ -16,7 +16,11 @@ cudaError_t kiln_sort_temp_bytes(int64_t rows_per_chunk, int64_t vocab, size_t *
 cudaError_t kiln_launch_sort_and_cut(kiln_dev_call c, void *temp, size_t temp_bytes,
                                      cudaStream_t stream);
 
-/* topk_select.cu: the radix-select cut, no sort. */
+/* topk_select.cu: the radix-select cut, no sort. kiln_select_cut_configure
+ * lets its kernel use its dynamic shared memory (over the 48 KB default) on
+ * the current device; called once when a sampler is created, so no sampling
+ * call (or captured graph) makes a host-side function-attribute call. */
+cudaError_t kiln_select_cut_configure(void);
 cudaError_t kiln_launch_select_cut(const kiln_dev_call &c, cudaStream_t stream);
 
 /* draw.cu: tile sums and probabilities, then the draws. */

@@ -262,16 +262,29 @@ __global__ void __launch_bounds__(kThreads) select_cut_kernel(const kiln_dev_cal
 template <int DTYPE>
 cudaError_t launch(const kiln_dev_call &c, cudaStream_t stream)
 {
-    const size_t smem = sizeof(select_storage);
-    cudaError_t err = cudaFuncSetAttribute(select_cut_kernel<DTYPE>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    if (err != cudaSuccess)
-        return err;
-    select_cut_kernel<DTYPE><<<(unsigned)c.rows, kThreads, smem, stream>>>(c);
+    select_cut_kernel<DTYPE><<<(unsigned)c.rows, kThreads, sizeof(select_storage), stream>>>(c);
     return cudaGetLastError();
 }
 
+template <int DTYPE>
+cudaError_t allow_smem()
+{
+    return cudaFuncSetAttribute(select_cut_kernel<DTYPE>,
+                                cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)sizeof(select_storage));
+}
+
 } // namespace
+
+cudaError_t kiln_select_cut_configure(void)
+{
+    cudaError_t err = allow_smem<KILN_DTYPE_F32>();
+    if (err == cudaSuccess)
+        err = allow_smem<KILN_DTYPE_F16>();
+    if (err == cudaSuccess)
+        err = allow_smem<KILN_DTYPE_BF16>();
+    return err;
+}
 
 cudaError_t kiln_launch_select_cut(const kiln_dev_call &c, cudaStream_t stream)
 {

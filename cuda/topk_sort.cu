@@ -37,7 +37,7 @@ __global__ void __launch_bounds__(kThreads) cut_kernel(const kiln_dev_call c)
 {
     __shared__ cut_storage tmp;
     __shared__ uint64_t slot;
-    __shared__ int64_t found;
+    __shared__ int found; /* an index < k <= V < 2^24: a native 32-bit shared atomicMin */
     const int64_t b = blockIdx.x;
     kiln_dev_row &row = c.row[b];
     if (row.status != KILN_ROW_SAMPLE || !row.need_order)
@@ -61,7 +61,7 @@ __global__ void __launch_bounds__(kThreads) cut_kernel(const kiln_dev_call c)
          * thread walks its own entries. need <= mass_k, so it is found. */
         const uint64_t need = kiln_ceil_scale(row.top_p, mass_k);
         if (threadIdx.x == 0)
-            found = k;
+            found = (int)k;
         __syncthreads();
         uint64_t base = 0;
         for (int64_t start = 0; start < k; start += (int64_t)kThreads * kItems) {
@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(kThreads) cut_kernel(const kiln_dev_call c)
             for (int j = 0; j < kItems; ++j) {
                 cum += w[j];
                 if (first + j < k && cum >= need) {
-                    atomicMin((unsigned long long *)&found, (unsigned long long)(first + j));
+                    atomicMin(&found, (int)(first + j));
                     break;
                 }
             }
