@@ -285,14 +285,23 @@ static kept_set keep_top_k_select(const kiln_cpu_row *row, int64_t k, const kiln
     const int64_t V = row->n;
     const int64_t stride = V >= 16384 ? 16 : 1;
     uint32_t hist[2048];
-    kiln_cpu_row_key_hist(row, stride, hist);
-    /* aim for about 1.5 k + 64 candidates, counted in sampled tokens */
+    /* aim for about 1.5 k + 64 candidates, counted in sampled tokens; a row
+     * not much longer than that is all candidates */
     const uint64_t want = (uint64_t)((3 * k / 2 + 64 + stride - 1) / stride);
-    uint32_t d = 2047;
-    for (uint64_t above = 0; d > 0 && above + hist[d] < want; --d)
-        above += hist[d];
     uint32_t *ids = sc->cand;
-    size_t n = kiln_cpu_row_collect_at_least(row, key_floor(d << 21), ids);
+    size_t n;
+    uint32_t d = 0;
+    if ((uint64_t)V <= 2 * want) {
+        for (int64_t i = 0; i < V; ++i)
+            ids[i] = (uint32_t)i;
+        n = (size_t)V;
+    } else {
+        kiln_cpu_row_key_hist(row, stride, hist);
+        d = 2047;
+        for (uint64_t above = 0; d > 0 && above + hist[d] < want; --d)
+            above += hist[d];
+        n = kiln_cpu_row_collect_at_least(row, key_floor(d << 21), ids);
+    }
     if (n < (size_t)k && stride > 1) {
         /* the sample misled (adversarial rows can): the exact histogram
          * names the bucket that holds the k-th key */

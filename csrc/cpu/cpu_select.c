@@ -17,9 +17,43 @@
 static const int level_shift[3] = { 21, 10, 0 };
 static const uint32_t level_mask[3] = { 0x7FFu, 0x7FFu, 0x3FFu };
 
+/* Few candidates: an insertion sort into canonical order and a walk, which
+ * finds the same token without three levels of 2048-bucket histograms. */
+enum { SMALL_CUT = 32 };
+
+static kiln_cpu_cut small_cut(const float *x, const uint32_t *ids, const uint64_t *w, size_t n,
+                              uint64_t target)
+{
+    uint32_t key[SMALL_CUT], at[SMALL_CUT];
+    for (size_t j = 0; j < n; ++j) {
+        const uint32_t k = kiln_order_key(x[ids ? ids[j] : (uint32_t)j]);
+        size_t i = j; /* ids ascend, so equal keys stay in id order */
+        while (i > 0 && key[i - 1] < k) {
+            key[i] = key[i - 1];
+            at[i] = at[i - 1];
+            --i;
+        }
+        key[i] = k;
+        at[i] = (uint32_t)j;
+    }
+    kiln_cpu_cut cut = { 0, 0 };
+    uint64_t run = 0;
+    for (size_t i = 0; i < n; ++i) {
+        run += w ? w[at[i]] : 1;
+        if (run >= target) {
+            cut.key = key[i];
+            cut.id = ids ? ids[at[i]] : at[i];
+            break;
+        }
+    }
+    return cut;
+}
+
 kiln_cpu_cut kiln_cpu_radix_cut(const float *x, const uint32_t *ids, const uint64_t *w, size_t n,
                                 uint64_t target, kiln_cpu_list *tmp_a, kiln_cpu_list *tmp_b)
 {
+    if (n <= SMALL_CUT)
+        return small_cut(x, ids, w, n, target);
     uint64_t hist[2048];
     uint64_t above = 0;
     for (int level = 0; level < 3; ++level) {
