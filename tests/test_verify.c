@@ -955,6 +955,125 @@ Test(verify, first_token_follows_target_one_hot)
 
 /* p = q exactly (masses 2^40, 2^39, 2^38, 2^38 at T = log2(e), S = 2^41,
  * so Q = w): every draft is accepted, whatever the seed. */
+/* Every position of the chain, K = 1, 3 and 8, 10^6 requests each, V = 8
+ * with top-k 6 and top-p 0.95 on (so q puts mass on tokens the target
+ * drops, which are always rejected): position i has its own target p_i and
+ * draft distribution q_i (close to p_i, so deep positions are reached), and
+ * the targets do not depend on earlier tokens, so a token emitted at
+ * position i, given the request got there, must follow p_i. A token outside
+ * p_i's support fails outright; each position with at least 20000 arrivals
+ * gets a G-test at alpha = 1e-5 (critical value 25.7 at 5 degrees of
+ * freedom). Power: moving probability d between two tokens near 0.15 gives
+ * the noncentrality N * 2 d^2 / 0.15, so d = 0.005 is 333 at the first
+ * position's 10^6 arrivals, and d = 0.02 is 107 at the 20000 floor of the
+ * deepest positions tested: power > 0.99 for both. With draft_probs and
+ * with one-hot drafts. */
+#define CHAIN_V 8
+#define CHAIN_B 20000
+#define CHAIN_CALLS 50
+
+static void chain_case(int32_t K, int with_q)
+{
+    vsampler v = vs_create(CHAIN_B * (K + 1), CHAIN_V, 0, 1, KILN_ALGORITHM_AUTO);
+    vcase c = vc_alloc(CHAIN_B, CHAIN_V, K, with_q);
+    c.top_k = 6;
+    c.top_p = 0.95f;
+    uint64_t st = 1234 + (uint64_t)K * 17 + (uint64_t)with_q;
+    float base[9][CHAIN_V], q[9][CHAIN_V];
+    double qsum[9];
+    for (int32_t i = 0; i <= K; ++i) {
+        qsum[i] = 0.0;
+        for (int x = 0; x < CHAIN_V; ++x) {
+            base[i][x] = (float)(2.0 * unit(&st) - 1.0);
+            q[i][x] = (float)exp(base[i][x] + 0.4 * (unit(&st) - 0.5));
+            qsum[i] += q[i][x];
+        }
+        for (int x = 0; x < CHAIN_V; ++x)
+            q[i][x] = (float)(q[i][x] / qsum[i]);
+        qsum[i] = 0.0;
+        for (int x = 0; x < CHAIN_V; ++x)
+            qsum[i] += q[i][x];
+    }
+    for (int64_t b = 0; b < CHAIN_B; ++b)
+        for (int32_t i = 0; i <= K; ++i)
+            memcpy(c.logits + (b * (K + 1) + i) * CHAIN_V, base[i], sizeof base[i]);
+    float *probs = target_probs(&v, &c);
+    uint64_t counts[9][CHAIN_V] = { { 0 } }, arrivals[9] = { 0 };
+    vout o = vo_alloc(CHAIN_B, K);
+    for (int call = 0; call < CHAIN_CALLS; ++call) {
+        for (int64_t b = 0; b < CHAIN_B; ++b) {
+            c.seed[b] = mix(&st);
+            c.offset[b] = mix(&st);
+            for (int32_t i = 0; i < K; ++i) {
+                int32_t *d = &c.draft_ids[b * K + i];
+                const double u = unit(&st) * qsum[i];
+                double run = 0.0;
+                *d = CHAIN_V - 1;
+                for (int32_t x = 0; x < CHAIN_V; ++x)
+                    if (u < (run += q[i][x])) {
+                        *d = x;
+                        break;
+                    }
+                if (with_q)
+                    memcpy(c.draft_probs + (b * K + i) * CHAIN_V, q[i], sizeof q[i]);
+            }
+        }
+        run_ok(&v, &c, &o);
+        for (int64_t b = 0; b < CHAIN_B; ++b) {
+            const int32_t a = o.accepted[b];
+            cr_assert(a >= 0 && a <= K);
+            for (int32_t i = 0; i <= a; ++i) {
+                const int32_t t = o.tokens[b * (K + 1) + i];
+                cr_assert(t >= 0 && t < CHAIN_V);
+                cr_assert(probs[i * CHAIN_V + t] > 0.0f, "K %d position %d emitted token %d, "
+                          "which its target does not keep", K, i, t);
+                counts[i][t]++;
+                arrivals[i]++;
+            }
+        }
+    }
+    cr_assert_eq(arrivals[0], (uint64_t)CHAIN_B * CHAIN_CALLS);
+    int tested = 0;
+    for (int32_t i = 0; i <= K; ++i) {
+        if (arrivals[i] < 20000)
+            continue;
+        double p[CHAIN_V];
+        for (int x = 0; x < CHAIN_V; ++x)
+            p[x] = probs[i * CHAIN_V + x];
+        const kt_gtest g = kt_gtest_run(counts[i], p, CHAIN_V, arrivals[i]);
+        cr_assert(g.p_value > 1e-5,
+                  "K %d (%s) position %d: emitted tokens do not follow p_%d over %llu arrivals: "
+                  "G = %.2f, df %.0f, p-value %.3g",
+                  K, with_q ? "q" : "one-hot", i, i, (unsigned long long)arrivals[i], g.g, g.df,
+                  g.p_value);
+        ++tested;
+    }
+    cr_assert_geq(tested, K < 3 ? K + 1 : 3, "K %d: only %d positions were reached often enough", K,
+                  tested);
+    vo_free(&o);
+    free(probs);
+    vc_free(&c);
+    vs_destroy(&v);
+}
+
+Test(verify, chain_follows_every_position_k1, .timeout = 600)
+{
+    chain_case(1, 1);
+    chain_case(1, 0);
+}
+
+Test(verify, chain_follows_every_position_k3, .timeout = 600)
+{
+    chain_case(3, 1);
+    chain_case(3, 0);
+}
+
+Test(verify, chain_follows_every_position_k8, .timeout = 600)
+{
+    chain_case(8, 1);
+    chain_case(8, 0);
+}
+
 Test(verify, equal_distributions_always_accept)
 {
     vsampler v = vs_create(1000 * 4, 4, 0, 1, KILN_ALGORITHM_AUTO);
