@@ -174,8 +174,9 @@ extern "C" void kiln_cuda_destroy(kiln_sampler *s)
     s->cuda = nullptr;
 }
 
-/* The stages of docs/semantics.md sections 1 (mask, bias), 15-18 that the
- * CUDA kernels do not run yet: refused rather than ignored. */
+/* The stages of docs/semantics.md sections 1 (bias), 15-18 that the CUDA
+ * kernels do not run yet: refused rather than ignored. The mask and the
+ * temperatures output (without dynatemp) they run. */
 static const char *unsupported_stage(const kiln_call &call)
 {
     const kiln_batch &bt = call.batch;
@@ -185,14 +186,12 @@ static const char *unsupported_stage(const kiln_call &call)
         return "kiln_score";
     if (call.is_verify)
         return "kiln_verify_drafts";
-    if (bt.allowed_mask)
-        return "batch.allowed_mask";
     if (bt.logit_bias_offsets)
         return "batch.logit_bias_*";
     if (p.dynatemp_range || p.dynatemp_range_all > 0.0f)
         return "dynatemp";
-    if (o.num_top_logprobs > 0 || o.raw_ranks || o.entropy || o.raw_entropy || o.temperatures)
-        return "top-N, rank, entropy or temperature outputs";
+    if (o.num_top_logprobs > 0 || o.raw_ranks || o.entropy || o.raw_entropy)
+        return "top-N, rank or entropy outputs";
     return nullptr;
 }
 
@@ -220,6 +219,8 @@ extern "C" kiln_status kiln_cuda_sample(const kiln_sampler *s, const kiln_call *
     c.history_ids = bt.history_ids;
     c.prompt_lengths = bt.prompt_lengths;
     c.max_history = s->config.max_history;
+    c.allowed_mask = bt.allowed_mask;
+    c.allowed_mask_stride = bt.allowed_mask_stride;
     c.params = p;
     c.out = call->outputs;
     c.row = (kiln_dev_row *)(ws + l.row);

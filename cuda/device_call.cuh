@@ -44,6 +44,8 @@ struct kiln_dev_call {
     const int32_t *history_ids;
     const int32_t *prompt_lengths;
     int64_t max_history;
+    const int32_t *allowed_mask; /* [rows, allowed_mask_stride] words, or NULL */
+    int64_t allowed_mask_stride;
     kiln_sampling_params params;
     /* outputs */
     kiln_outputs out;
@@ -72,14 +74,24 @@ __device__ __forceinline__ float kiln_key_to_float(uint32_t key)
     return __uint_as_float((key & 0x80000000u) ? (key & 0x7FFFFFFFu) : ~key);
 }
 
-/* Logit i of row b as the kernels see it: penalised rows from xbuf, others
- * straight from the caller's logits in their own dtype. */
+/* Whether the token mask (docs/semantics.md section 1) allows token i of
+ * row b: bit i % 32 of word i / 32 of the row's words. */
+__device__ __forceinline__ bool kiln_allowed(const int32_t *mask_row, int64_t i)
+{
+    return ((uint32_t)__ldg(mask_row + (i >> 5)) >> (i & 31)) & 1u;
+}
+
+/* Logit i of row b as the kernels see it: penalised rows from xbuf (masked
+ * when it was filled), others straight from the caller's logits in their
+ * own dtype, -inf where the mask clears the token whatever it held. */
 template <int DTYPE>
 __device__ __forceinline__ float kiln_load(const kiln_dev_call &c, int64_t b, int penalised,
                                            int64_t i)
 {
     if (penalised)
         return c.xbuf[b * c.vocab + i];
+    if (c.allowed_mask && !kiln_allowed(c.allowed_mask + b * c.allowed_mask_stride, i))
+        return __int_as_float(0xFF800000);
     const int64_t at = b * c.row_stride + i;
     if (DTYPE == KILN_DTYPE_F32)
         return static_cast<const float *>(c.logits)[at];

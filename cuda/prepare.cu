@@ -79,6 +79,8 @@ __device__ void finish_invalid(const kiln_dev_call &c, int64_t b)
         c.row[b] = blank_row(KILN_ROW_INVALID);
         if (c.sort)
             c.seg_begin[b] = c.seg_end[b] = 0;
+        if (c.out.temperatures)
+            c.out.temperatures[b] = __int_as_float(0x7FC00000);
     }
 }
 
@@ -204,6 +206,8 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
             row = g;
             if (c.sort)
                 c.seg_begin[b] = c.seg_end[b] = 0;
+            if (c.out.temperatures)
+                c.out.temperatures[b] = p.temperature;
         }
         return;
     }
@@ -242,6 +246,8 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
         kept_mass = block_sum(kept_mass, tmp, slot);
     }
     if (threadIdx.x == 0) {
+        if (c.out.temperatures)
+            c.out.temperatures[b] = p.temperature;
         kiln_dev_row r = blank_row(KILN_ROW_SAMPLE);
         r.max = m;
         r.argmax = argmax;

@@ -67,21 +67,27 @@ template <int DTYPE>
 struct row_reader {
     const float *__restrict__ f32;    /* xbuf row, or the logits when DTYPE is F32 */
     const uint16_t *__restrict__ h16; /* the logits when 16-bit and not penalised */
+    const int32_t *__restrict__ mask; /* the mask row when not penalised (xbuf is masked) */
 
     __device__ __forceinline__ row_reader(const kiln_dev_call &c, int64_t b, int penalised)
     {
         f32 = nullptr;
         h16 = nullptr;
+        mask = nullptr;
         if (penalised)
             f32 = c.xbuf + b * c.vocab;
         else if (DTYPE == KILN_DTYPE_F32)
             f32 = static_cast<const float *>(c.logits) + b * c.row_stride;
         else
             h16 = static_cast<const uint16_t *>(c.logits) + b * c.row_stride;
+        if (!penalised && c.allowed_mask)
+            mask = c.allowed_mask + b * c.allowed_mask_stride;
     }
 
     __device__ __forceinline__ float operator()(int64_t i) const
     {
+        if (mask && !kiln_allowed(mask, i))
+            return __int_as_float(0xFF800000);
         if (DTYPE == KILN_DTYPE_F32 || f32)
             return __ldg(f32 + i);
         const uint16_t h = __ldg(h16 + i);

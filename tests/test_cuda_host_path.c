@@ -111,6 +111,8 @@ static device_call make_call(arena *a, const kiln_sampler *s, int with_arrays, i
     b.num_rows = ROWS;
     b.vocab_size = VOCAB;
     b.num_samples = DRAWS;
+    if (with_arrays) /* the token mask, which the CUDA kernels apply as they load */
+        b.allowed_mask = take(a, (size_t)ROWS * ((VOCAB + 31) / 32) * 4);
     if (with_history) {
         b.history_offsets = take(a, (ROWS + 1) * 8);
         b.history_ids = take(a, (size_t)ROWS * HISTORY * 4);
@@ -146,6 +148,7 @@ static device_call make_call(arena *a, const kiln_sampler *s, int with_arrays, i
     o.probs = take(a, (size_t)ROWS * VOCAB * 4);
     o.kept_counts = take(a, ROWS * 4);
     o.valid = take(a, ROWS);
+    o.temperatures = take(a, ROWS * 4);
     c.outputs = o;
     c.workspace_size = s->workspace_bytes;
     c.workspace = take(a, c.workspace_size);

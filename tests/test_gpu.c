@@ -375,6 +375,80 @@ PARITY_TEST(KILN_DTYPE_F32, f32_grid)
 PARITY_TEST(KILN_DTYPE_F16, f16_grid)
 PARITY_TEST(KILN_DTYPE_BF16, bf16_grid)
 
+/* The token mask (docs/semantics.md section 1) on the GPU: CPU == GPU
+ * select == GPU sort, every byte, over the parity batch (penalised, greedy,
+ * filtered and invalid rows) with a random mask per row, NaN and +inf
+ * tokens masked away on every other row (such a row is valid: the mask
+ * comes first), a row whose mask allows nothing (invalid), and a padded
+ * mask stride. */
+/* Whether logit i of row r is NaN or +inf, in the batch's own dtype. */
+static int is_special(const batch_data *d, int64_t r, int64_t i)
+{
+    const int64_t at = r * d->vocab + i;
+    if (d->dtype == KILN_DTYPE_F32) {
+        const float x = ((const float *)d->logits)[at];
+        return x != x || x == INFINITY;
+    }
+    const uint16_t h = ((const uint16_t *)d->logits)[at];
+    const uint16_t exp_bits = d->dtype == KILN_DTYPE_F16 ? 0x7C00 : 0x7F80;
+    const uint16_t neg_inf = (uint16_t)(0x8000 | exp_bits);
+    return (h & exp_bits) == exp_bits && h != neg_inf;
+}
+
+static void mask_parity(int64_t B, int64_t V, kiln_dtype dt)
+{
+    const int32_t n = 3;
+    batch_data d = make_batch(B, V, dt, n, (uint64_t)(B * 977 + V + dt));
+    kiln_batch b;
+    kiln_sampling_params p;
+    batch_views(&d, &b, &p);
+    const int64_t words = (V + 31) / 32, stride = words + 1;
+    int32_t *mask = malloc((size_t)(B * stride) * 4);
+    ks_rng rng = { (uint64_t)(V * 31 + B) };
+    for (int64_t r = 0; r < B; ++r)
+        for (int64_t w = 0; w < stride; ++w)
+            mask[r * stride + w] = (int32_t)(uint32_t)(ks_rng_u64(&rng) | ks_rng_u64(&rng));
+    /* every other row masks its NaN and +inf tokens away, which makes an
+     * invalid row valid: the mask comes before the validity check */
+    for (int64_t r = 0; r < B; r += 2)
+        for (int64_t i = 0; i < V; ++i)
+            if (is_special(&d, r, i))
+                mask[r * stride + i / 32] &= (int32_t) ~(1u << (i % 32));
+    memset(mask + 2 * stride, 0, (size_t)words * 4); /* row 2: nothing allowed */
+    b.allowed_mask = mask;
+    b.allowed_mask_stride = stride;
+    kt_sampler cpu = make_sampler(KILN_BACKEND_CPU, B, V, n);
+    kt_result rc = kt_result_alloc(B, V, n), rg = kt_result_alloc(B, V, n);
+    cr_assert_eq(kt_sample(&cpu, &b, &p, &rc), KILN_SUCCESS, "CPU: %s", kt_error());
+    cr_assert_eq(rc.valid[2], 0, "a row with no allowed token is invalid");
+    static const kiln_algorithm algs[2] = { KILN_ALGORITHM_SELECT, KILN_ALGORITHM_SORT };
+    for (int a = 0; a < 2; ++a) {
+        kt_sampler gpu = make_sampler_with(KILN_BACKEND_CUDA, algs[a], B, V, n);
+        kt_result_poison(&rg);
+        cr_assert_eq(kt_sample_device(&gpu, &b, &p, &rg), KILN_SUCCESS, "GPU: %s", kt_error());
+        char msg[320];
+        first_difference(&rg, &rc, 0, msg, sizeof msg);
+        cr_assert(kt_result_equal(&rg, &rc), "mask B=%lld V=%lld dtype=%d GPU %s: %s",
+                  (long long)B, (long long)V, (int)dt, a == 0 ? "select" : "sort", msg);
+        free_sampler(&gpu);
+    }
+    kt_result_free(&rc);
+    kt_result_free(&rg);
+    free_sampler(&cpu);
+    free(mask);
+    free_batch(&d);
+}
+
+Test(gpu_parity, token_mask, .timeout = 900)
+{
+    KT_REQUIRE_GPU();
+    static const int64_t vs[] = { 111, 32000, 128256 };
+    static const kiln_dtype dts[] = { KILN_DTYPE_F32, KILN_DTYPE_BF16, KILN_DTYPE_F16 };
+    for (size_t i = 0; i < 3; ++i)
+        for (size_t j = 0; j < 3; ++j)
+            mask_parity(i == 2 ? 7 : 33, vs[i], dts[j]);
+}
+
 /* The CUB sort in chunks: caps that divide the rows, that leave a short
  * last chunk, and one row per chunk. */
 Test(gpu_parity, sort_in_chunks, .timeout = 600)
@@ -640,6 +714,60 @@ static void graph_case(kiln_algorithm alg, int64_t chunk_cap)
     kt_result_free(&want);
     free_sampler(&gpu);
     free_sampler(&cpu);
+}
+
+/* outputs.temperatures on the GPU: each row's temperature (0 for greedy),
+ * NaN for an invalid row, the CPU's bytes. */
+Test(gpu_outputs, temperatures_match_cpu, .timeout = 120)
+{
+    KT_REQUIRE_GPU();
+    const int64_t B = 13, V = 5000;
+    batch_data d = make_batch(B, V, KILN_DTYPE_F32, 1, 77);
+    kiln_batch b;
+    kiln_sampling_params p;
+    batch_views(&d, &b, &p);
+    b.history_offsets = NULL;
+    b.history_ids = NULL;
+    b.prompt_lengths = NULL;
+    kt_sampler cpu = make_sampler(KILN_BACKEND_CPU, B, V, 1);
+    kt_sampler gpu = make_sampler(KILN_BACKEND_CUDA, B, V, 1);
+    int32_t tok_c[13];
+    float temp_c[13], temp_g[13];
+    kiln_outputs oc = KILN_OUTPUTS_INIT;
+    oc.tokens = tok_c;
+    oc.temperatures = temp_c;
+    (void)p;
+    void *dl = dmalloc((size_t)(B * V) * 4), *dt = dmalloc((size_t)B * 4),
+         *dtok = dmalloc((size_t)B * 4), *dtemp = dmalloc((size_t)B * 4);
+    cr_assert_eq(cudaMemcpy(dl, d.logits, (size_t)(B * V) * 4, cudaMemcpyHostToDevice), cudaSuccess);
+    cr_assert_eq(cudaMemcpy(dt, d.temperature, (size_t)B * 4, cudaMemcpyHostToDevice), cudaSuccess);
+    kiln_batch bg = b;
+    bg.logits = dl;
+    kiln_sampling_params pg = KILN_SAMPLING_PARAMS_INIT;
+    pg.temperature = dt;
+    pg.seed_all = 3;
+    kiln_sampling_params pc = pg;
+    pc.temperature = d.temperature;
+    cr_assert_eq(kiln_sample(cpu.sampler, &b, &pc, &oc, cpu.workspace, cpu.workspace_size, NULL),
+                 KILN_SUCCESS, "%s", kiln_last_error());
+    kiln_outputs og = KILN_OUTPUTS_INIT;
+    og.tokens = dtok;
+    og.temperatures = dtemp;
+    cr_assert_eq(kiln_sample(gpu.sampler, &bg, &pg, &og, gpu.workspace, gpu.workspace_size, NULL),
+                 KILN_SUCCESS, "%s", kiln_last_error());
+    cr_assert_eq(cudaMemcpy(temp_g, dtemp, (size_t)B * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+    cr_assert_eq(memcmp(temp_g, temp_c, (size_t)B * 4), 0, "temperatures differ");
+    int invalid = 0;
+    for (int64_t r = 0; r < B; ++r)
+        invalid += temp_c[r] != temp_c[r];
+    cr_assert_gt(invalid, 0, "the batch has invalid rows (NaN temperatures)");
+    kt_device_free(dl);
+    kt_device_free(dt);
+    kt_device_free(dtok);
+    kt_device_free(dtemp);
+    free_sampler(&cpu);
+    free_sampler(&gpu);
+    free_batch(&d);
 }
 
 Test(gpu_graph, capture_and_replay_with_new_parameters, .timeout = 300)

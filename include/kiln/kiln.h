@@ -320,9 +320,11 @@ KILN_API kiln_status kiln_sampler_backend(const kiln_sampler *sampler, kiln_back
  *
  * CUDA backend: enqueued on `stream`, returns without waiting; no allocation,
  * no host synchronisation, no device-to-host copy, so it can be captured in a
- * CUDA graph. CPU backend: synchronous; `stream` is ignored.
+ * CUDA graph. It runs the token mask and the temperatures output; the logit
+ * bias, dynatemp, top-N, ranks and entropies are CPU-only for now and give
+ * BACKEND_UNAVAILABLE there. CPU backend: synchronous; `stream` is ignored.
  * Errors: NULL_POINTER, INVALID_SHAPE, INVALID_PARAMETER, MISALIGNED, OVERLAP,
- * WORKSPACE_TOO_SMALL, CUDA. */
+ * WORKSPACE_TOO_SMALL, BACKEND_UNAVAILABLE, CUDA. */
 KILN_API kiln_status kiln_sample(kiln_sampler *sampler, const kiln_batch *batch,
                                  const kiln_sampling_params *params,
                                  const kiln_outputs *outputs, void *workspace,
@@ -374,7 +376,7 @@ typedef struct kiln_score_outputs {
  * Same validity, bad-input and stream rules as kiln_sample; a device-resident
  * target outside [0, V) makes its row invalid on the CUDA backend.
  * Errors: NULL_POINTER, INVALID_SHAPE, INVALID_PARAMETER, MISALIGNED, OVERLAP,
- * WORKSPACE_TOO_SMALL, CUDA. */
+ * WORKSPACE_TOO_SMALL, BACKEND_UNAVAILABLE (the CUDA backend, for now), CUDA. */
 KILN_API kiln_status kiln_score(kiln_sampler *sampler, const kiln_batch *batch,
                                 const kiln_sampling_params *params, const int32_t *targets,
                                 int32_t num_targets, const kiln_score_outputs *outputs,
@@ -443,7 +445,7 @@ typedef struct kiln_verify_outputs {
  * drafts or draft probabilities that are out of range make their request
  * invalid on the CUDA backend).
  * Errors: NULL_POINTER, INVALID_SHAPE, INVALID_PARAMETER, MISALIGNED, OVERLAP,
- * WORKSPACE_TOO_SMALL, CUDA. */
+ * WORKSPACE_TOO_SMALL, BACKEND_UNAVAILABLE (the CUDA backend, for now), CUDA. */
 KILN_API kiln_status kiln_verify_drafts(kiln_sampler *sampler, const kiln_batch *batch,
                                         const kiln_sampling_params *params,
                                         const kiln_drafts *drafts,

@@ -127,6 +127,11 @@ static kiln_status run(kt_sampler *s, const kiln_batch *batch, const kiln_sampli
         b.history_offsets = upload(&t, b.history_offsets, (rows + 1) * 8);
     }
     b.prompt_lengths = upload(&t, b.prompt_lengths, rows * 4);
+    if (b.allowed_mask) {
+        const size_t words = (V + 31) / 32;
+        const size_t mstride = b.allowed_mask_stride ? (size_t)b.allowed_mask_stride : words;
+        b.allowed_mask = upload(&t, b.allowed_mask, ((rows - 1) * mstride + words) * 4);
+    }
     p.temperature = upload(&t, p.temperature, rows * 4);
     p.top_k = upload(&t, p.top_k, rows * 4);
     p.top_p = upload(&t, p.top_p, rows * 4);
