@@ -92,6 +92,7 @@ static void fail_at(int line, const char *fmt, ...)
 static void count(unsigned long *table, kiln_status st);
 static void count_row(int valid, int greedy);
 static void count_alone(void);
+static void count_ext(void);
 static unsigned long *stats_table(int which);
 
 static void *xmalloc(size_t n)
@@ -2075,6 +2076,185 @@ static void fill_poison(unsigned char *p, size_t elems, size_t esize)
     }
 }
 
+/* ------------------------------------------------------- the score case */
+
+/* kiln_score on the case's batch (section 18), after kiln_sample: statuses
+ * from the model, nothing written on failure, and on success every row
+ * against its raw distribution (valid flag, target log-probabilities and
+ * ranks, raw top-N, raw entropy) and, when kiln_sample succeeded with the
+ * same params, byte for byte against kiln_sample's raw outputs. */
+static void run_score_case(fuzz_case *c, int sample_ok)
+{
+    const int dev = c->cuda;
+    unsigned char *before[NMEM] = { NULL };
+    for (int i = 0; i < NMEM; ++i)
+        if (c->m[i].base) {
+            before[i] = (unsigned char *)xmalloc(c->m[i].size + c->m[i].shift);
+            memcpy(before[i], c->m[i].base, c->m[i].size + c->m[i].shift);
+            mem_push(&c->m[i]);
+        }
+    unsigned may = 0;
+    const unsigned must = model_score(c, &may);
+    const void *p_arg = c->score_params_null ? NULL : c->p_arg;
+    const kiln_status st = kiln_score(c->sampler_arg, (const kiln_batch *)c->b_arg,
+                                      (const kiln_sampling_params *)p_arg, c->targets,
+                                      c->num_targets, (const kiln_score_outputs *)c->so_arg,
+                                      c->ws_arg, c->ws_size_arg, NULL);
+    if (dev && st == KILN_SUCCESS)
+        dev_sync();
+    count(stats_table(3), st);
+    check_status(st, must, may, "kiln_score");
+    for (int i = 0; i < NMEM; ++i)
+        if (c->m[i].base)
+            mem_pull(&c->m[i]);
+    const kiln_score_outputs *so = &c->eso;
+    const void *reqs[] = { so->logprobs, so->ranks, so->top_ids, so->top_logprobs, so->entropy,
+                           so->valid };
+    for (int i = 0; i < NMEM; ++i) {
+        if (!c->m[i].base)
+            continue;
+        const int output = is_score_output(i);
+        const int requested = i >= M_SLP && reqs[i - M_SLP];
+        if (output && st == KILN_SUCCESS && (requested || i == M_WS))
+            continue;
+        ENSURE(memcmp(before[i], c->m[i].base, c->m[i].size + c->m[i].shift) == 0,
+               "kiln_score %s %s", st == KILN_SUCCESS ? "succeeded but changed" : "failed but changed",
+               mem_names[i]);
+    }
+    if (st == KILN_SUCCESS) {
+        const int64_t B = c->eb.num_rows, V = c->eb.vocab_size;
+        const int32_t K = c->num_targets, N = so->num_top_logprobs;
+        const kiln_outputs *eo = &c->eo;
+        /* kiln_sample's raw outputs are the same bytes when it read the
+         * same penalties */
+        const int same = sample_ok && p_arg && c->eb.num_samples == 1;
+        float *x = (float *)xmalloc((size_t)V * sizeof *x);
+        uint32_t *seen = (uint32_t *)calloc((size_t)V, 4), *gen = (uint32_t *)calloc((size_t)V, 4);
+        int32_t *order = (int32_t *)xmalloc((size_t)V * 4), *pos = (int32_t *)xmalloc((size_t)V * 4);
+        if (!seen || !gen)
+            abort();
+        const kiln_sampling_params none = KILN_SAMPLING_PARAMS_INIT;
+        for (int64_t b = 0; b < B; ++b) {
+            const float *lp = so->logprobs ? (const float *)mem_host(&c->m[M_SLP]) + b * K : NULL;
+            const int32_t *rk = so->ranks ? (const int32_t *)mem_host(&c->m[M_SRANK]) + b * K : NULL;
+            const int32_t *tid = so->top_ids ? (const int32_t *)mem_host(&c->m[M_STID]) + b * N : NULL;
+            const float *tlp = so->top_logprobs ? (const float *)mem_host(&c->m[M_STLP]) + b * N : NULL;
+            const float *ent = so->entropy ? (const float *)mem_host(&c->m[M_SENT]) + b : NULL;
+            const uint8_t *val = so->valid ? (const uint8_t *)mem_host(&c->m[M_SVALID]) + b : NULL;
+            const int32_t *tg = K > 0 ? (const int32_t *)host_of(c, c->targets) + b * K : NULL;
+            row_params r = params_of_row(c, b);
+            if (!p_arg) {
+                r.rep = none.repetition_penalty_all;
+                r.pres = none.presence_penalty_all;
+                r.freq = none.frequency_penalty_all;
+            }
+            const row_history h = history_of_row(c, b);
+            ENSURE(!penalties_bad(&r) && !h.fault && !bias_of_row(c, b).fault,
+                   "kiln_score row %lld: a bad row got past validation", (long long)b);
+            penalised_row(c, b, &r, &h, x, seen, gen);
+            float m = -INFINITY;
+            int bad = 0;
+            for (int64_t i = 0; i < V; ++i) {
+                bad |= x[i] != x[i] || x[i] == INFINITY;
+                m = x[i] > m ? x[i] : m;
+            }
+            if (bad || m == -INFINITY) {
+                if (val)
+                    ENSURE(*val == 0, "kiln_score row %lld invalid, valid %d", (long long)b, *val);
+                for (int32_t j = 0; j < K; ++j) {
+                    if (lp)
+                        ENSURE(f2u(lp[j]) == QNAN, "kiln_score row %lld invalid, logprobs[%d] %g",
+                               (long long)b, j, (double)lp[j]);
+                    if (rk)
+                        ENSURE(rk[j] == 0, "kiln_score row %lld invalid, ranks[%d] = %d",
+                               (long long)b, j, rk[j]);
+                }
+                row_out o;
+                memset(&o, 0, sizeof o);
+                o.rtid = tid;
+                o.rtlp = tlp;
+                o.rent = ent;
+                check_invalid_extras(&o, N, 0, b);
+                count_row(0, 0);
+                continue;
+            }
+            count_row(1, 0);
+            if (val)
+                ENSURE(*val == 1, "kiln_score row %lld valid but flag %d", (long long)b, *val);
+            for (int64_t i = 0; i < V; ++i)
+                order[i] = (int32_t)i;
+            sort_x = x;
+            canon_sort(order, pos, V);
+            for (int64_t i = 0; i < V; ++i)
+                pos[order[i]] = (int32_t)i;
+            check_raw_top(tid, tlp, N, V, x, order, b, "kiln_score top");
+            if (ent)
+                ENSURE(is_finite(*ent) && *ent >= 0.0f &&
+                           (double)*ent <= log((double)V) * (1.0 + 1e-5) + 1e-5,
+                       "kiln_score row %lld: entropy %g with V %lld", (long long)b, (double)*ent,
+                       (long long)V);
+            for (int32_t j = 0; j < K; ++j) {
+                const int32_t t = tg[j];
+                if (t == -1) {
+                    if (lp)
+                        ENSURE(f2u(lp[j]) == QNAN, "kiln_score row %lld: target -1, logprob %g",
+                               (long long)b, (double)lp[j]);
+                    if (rk)
+                        ENSURE(rk[j] == 0, "kiln_score row %lld: target -1, rank %d",
+                               (long long)b, rk[j]);
+                    continue;
+                }
+                if (rk)
+                    ENSURE(rk[j] == pos[t] + 1, "kiln_score row %lld: target %d rank %d, at %d",
+                           (long long)b, t, rk[j], pos[t] + 1);
+                if (lp) {
+                    ENSURE(lp[j] == lp[j] && lp[j] <= 0.0f && (x[t] != -INFINITY || lp[j] == -INFINITY),
+                           "kiln_score row %lld: target %d logprob %g", (long long)b, t,
+                           (double)lp[j]);
+                    if (tlp && pos[t] < N)
+                        ENSURE(f2u(lp[j]) == f2u(tlp[pos[t]]),
+                               "kiln_score row %lld: target %d logprob %a, top-N has %a",
+                               (long long)b, t, (double)lp[j], (double)tlp[pos[t]]);
+                }
+            }
+            if (!same)
+                continue;
+            /* the same bytes as kiln_sample's raw outputs for this row */
+            if (tid && eo->raw_top_ids && eo->num_top_logprobs == N)
+                ENSURE(memcmp(tid, (const int32_t *)mem_host(&c->m[M_RTID]) + b * N, (size_t)N * 4) == 0,
+                       "kiln_score row %lld: top ids differ from kiln_sample's raw_top_ids", (long long)b);
+            if (tlp && eo->raw_top_logprobs && eo->num_top_logprobs == N)
+                ENSURE(memcmp(tlp, (const float *)mem_host(&c->m[M_RTLP]) + b * N, (size_t)N * 4) == 0,
+                       "kiln_score row %lld: top logprobs differ from kiln_sample's", (long long)b);
+            if (ent && eo->raw_entropy)
+                ENSURE(f2u(*ent) == f2u(((const float *)mem_host(&c->m[M_RENT]))[b]),
+                       "kiln_score row %lld: entropy %a, kiln_sample's raw_entropy %a", (long long)b,
+                       (double)*ent, (double)((const float *)mem_host(&c->m[M_RENT]))[b]);
+            const int32_t tok = ((const int32_t *)mem_host(&c->m[M_TOKENS]))[b];
+            for (int32_t j = 0; j < K; ++j) {
+                if (tg[j] != tok)
+                    continue;
+                if (lp && eo->raw_logprobs)
+                    ENSURE(f2u(lp[j]) == f2u(((const float *)mem_host(&c->m[M_RAW]))[b]),
+                           "kiln_score row %lld: target %d logprob %a, kiln_sample's raw %a",
+                           (long long)b, tok, (double)lp[j],
+                           (double)((const float *)mem_host(&c->m[M_RAW]))[b]);
+                if (rk && eo->raw_ranks)
+                    ENSURE(rk[j] == ((const int32_t *)mem_host(&c->m[M_RANKS]))[b],
+                           "kiln_score row %lld: target %d rank %d, kiln_sample's %d", (long long)b,
+                           tok, rk[j], ((const int32_t *)mem_host(&c->m[M_RANKS]))[b]);
+            }
+        }
+        free(x);
+        free(seen);
+        free(gen);
+        free(order);
+        free(pos);
+    }
+    for (int i = 0; i < NMEM; ++i)
+        free(before[i]);
+}
+
 /* ------------------------------------------------------- the sample case */
 
 /* ------------------------------------------------------- the extension */
@@ -2619,6 +2799,7 @@ static void run_sample_case(reader *r, const kiln_config *limits)
         u8(r);
         u8(r);
         c->ext = 1;
+        count_ext();
         decode_ext(r, c, &ext, &fp);
     }
 
@@ -2885,6 +3066,8 @@ static void run_sample_case(reader *r, const kiln_config *limits)
         free(order);
         free(tmp);
     }
+    if (c->score_on)
+        run_score_case(c, st == KILN_SUCCESS);
 
     g_case = NULL;
     for (int i = 0; i < NMEM; ++i) {
@@ -3079,7 +3262,8 @@ static void run_best_of_n_case(reader *r)
  * docs/robustness.md and to see that a corpus reaches what it should). */
 static struct {
     int on;
-    unsigned long sample[16], config[16], best[16];
+    unsigned long sample[16], config[16], best[16], score[16];
+    unsigned long ext;
     unsigned long rows_valid, rows_invalid, rows_greedy, alone;
 } stats;
 
@@ -3090,9 +3274,11 @@ static void print_stats(void)
                                          "WORKSPACE_TOO_SMALL", "MISALIGNED", "OVERLAP",
                                          "OUT_OF_MEMORY", "BACKEND_UNAVAILABLE", "CUDA",
                                          "INTERNAL" };
-    const char *const what[] = { "kiln_sample", "kiln_sampler_create (raw)", "kiln_best_of_n" };
-    const unsigned long *counts[] = { stats.sample, stats.config, stats.best };
-    for (int k = 0; k < 3; ++k) {
+    const char *const what[] = { "kiln_sample", "kiln_sampler_create (raw)", "kiln_best_of_n",
+                                 "kiln_score" };
+    const unsigned long *counts[] = { stats.sample, stats.config, stats.best, stats.score };
+    fprintf(stderr, "stats: sample cases with the extension: %lu\n", stats.ext);
+    for (int k = 0; k < 4; ++k) {
         fprintf(stderr, "stats: %s:", what[k]);
         for (int i = 0; i < 12; ++i)
             if (counts[k][i])
@@ -3121,9 +3307,15 @@ static void count_alone(void)
     stats.alone++;
 }
 
+static void count_ext(void)
+{
+    stats.ext++;
+}
+
 static unsigned long *stats_table(int which)
 {
-    return which == 0 ? stats.sample : which == 1 ? stats.config : stats.best;
+    return which == 0 ? stats.sample : which == 1 ? stats.config : which == 2 ? stats.best
+                                                                                : stats.score;
 }
 
 static void once(void)
