@@ -2375,7 +2375,7 @@ static void decode_ext(reader *r, fuzz_case *c, ext_choice *x, kiln_sampling_par
                     case 3: v = (uint32_t)i == one / 32 ? 1u << (one % 32) : 0u; break;
                     case 4:
                         for (uint32_t j = 0; j < 32; ++j)
-                            v |= (((uint32_t)i * 32 + j) % step == base) << j;
+                            v |= (uint32_t)(((uint32_t)i * 32 + j) % step == base) << j;
                         break;
                     case 5: v = (uint32_t)i == one / 32 ? ~(1u << (one % 32)) : ~0u; break;
                     default: v = (uint32_t)u8(r) * 0x01010101u; break;
