@@ -1,5 +1,5 @@
 /* libFuzzer target over kiln's public API: kiln_sampler_create,
- * kiln_sample and kiln_best_of_n.
+ * kiln_sample, kiln_score and kiln_best_of_n.
  *
  * The input bytes are decoded front to back into one call: sampler limits
  * (sane, or raw 64-bit values), shapes, strides, dtype, struct sizes, every
@@ -9,6 +9,11 @@
  * outputs are requested, and a few deliberately wrong pointers (NULL,
  * misaligned, overlapping). Bytes past the end read as zero, so every input
  * is some call; fuzz/make_corpus.py writes seeds in the same layout.
+ * The fields added to kiln.h later (token mask, logit bias, dynatemp,
+ * max_top_logprobs, the top-N / rank / entropy / temperature outputs, and a
+ * kiln_score call on the same batch) come from an extension tagged "KX" at
+ * the end of a sample case (see decode_ext), so every older input still
+ * decodes as it did.
  *
  * Each call is judged against docs/semantics.md, not just "no crash":
  *  - an independent model of section 12 lists the statuses the input may
@@ -21,13 +26,28 @@
  *    canonical prefix holding the top token, probabilities finite, monotone
  *    in the logit and summing to 1, log-probabilities consistent with them;
  *    unrequested outputs and the padding between probs rows are untouched;
- *  - batch invariance (section 13): every row sampled alone, by a second
- *    sampler with another algorithm and thread count, gives the same bytes.
+ *    masked tokens never drawn and with probability 0, a row whose mask
+ *    allows nothing invalid; raw top-N the canonical prefix (-1 / -inf past
+ *    V), final top-N the kept prefix (-1 / -inf past the kept count), both
+ *    byte-consistent with the draws' log-probabilities; ranks canonical
+ *    positions (0 if invalid); entropies finite, >= 0 and at most ln V (NaN
+ *    if invalid); temperatures T bit for bit without dynatemp, within
+ *    [max(0, T - d), T + d] with it;
+ *  - kiln_score (section 18): its own status model, nothing written on
+ *    failure, targets' ranks and log-probabilities, raw top-N and entropy,
+ *    and the same bytes as kiln_sample's raw outputs for the same row;
+ *  - batch invariance (section 13): every row sampled alone (its mask words,
+ *    bias entries and dynatemp values packed), by a second sampler with
+ *    another algorithm and thread count, gives the same bytes in every
+ *    output, the extension's included.
  *
  * KILN_FUZZ_BACKEND=cuda (a build with the CUDA runtime, on a GPU): every
  * buffer lives in device memory, per-row faults make rows invalid instead of
  * failing the call (section 12, last paragraph), and every row is also
- * sampled alone on the CPU backend and compared byte for byte.
+ * sampled alone on the CPU backend and compared byte for byte. The CUDA
+ * backend refuses the extension's stages today (BACKEND_UNAVAILABLE once
+ * the input is otherwise clean; cuda/cuda_backend.cu, unsupported_stage),
+ * and the model expects exactly that.
  *
  * A broken invariant prints what and where, then abort()s: libFuzzer keeps
  * the input as a crash, fuzz/replay.c exits non-zero. */
@@ -1667,6 +1687,25 @@ static void describe_case(const fuzz_case *c)
     fprintf(stderr, "  outputs: logprobs %d raw %d probs %d kept %d valid %d; history %s%s\n",
             !!o->logprobs, !!o->raw_logprobs, !!o->probs, !!o->kept_counts, !!o->valid,
             bt->history_offsets ? "yes" : "no", bt->prompt_lengths ? " with prompts" : "");
+    if (c->ext) {
+        const kiln_sampling_params *p = &c->ep;
+        fprintf(stderr,
+                "  extension: mask %s (stride %lld), bias %s, dynatemp range %a%s exponent %a%s, "
+                "max_top_logprobs %d N %d, top ids/lp raw %d/%d final %d/%d, ranks %d entropy %d "
+                "raw_entropy %d temperatures %d\n",
+                bt->allowed_mask ? "yes" : "no", (long long)bt->allowed_mask_stride,
+                bt->logit_bias_offsets ? "yes" : "no", (double)p->dynatemp_range_all,
+                p->dynatemp_range ? " (arrays)" : "", (double)p->dynatemp_exponent_all,
+                p->dynatemp_exponent ? " (arrays)" : "", (int)c->cfg.max_top_logprobs,
+                (int)o->num_top_logprobs, !!o->raw_top_ids, !!o->raw_top_logprobs,
+                !!o->final_top_ids, !!o->final_top_logprobs, !!o->raw_ranks, !!o->entropy,
+                !!o->raw_entropy, !!o->temperatures);
+        if (c->score_on)
+            fprintf(stderr, "  kiln_score: K %d%s, params %s, N %d, outputs struct %zu%s\n",
+                    (int)c->num_targets, c->targets ? "" : " (targets NULL)",
+                    c->score_params_null ? "NULL" : "the batch's", (int)c->eso.num_top_logprobs,
+                    c->so_given, c->so_known ? "" : "(?)");
+    }
     const int rows_ok = bt->num_rows >= 1 && bt->num_rows <= c->rows && bt->vocab_size >= 1 &&
                         bt->vocab_size <= c->vocab && bt->logits && c->b_known && c->p_known &&
                         (bt->dtype == KILN_DTYPE_F32 || bt->dtype == KILN_DTYPE_F16 ||
@@ -1678,10 +1717,10 @@ static void describe_case(const fuzz_case *c)
         const row_params r = params_of_row(c, b);
         fprintf(stderr,
                 "  row %lld: T %a top_k %d top_p %a min_p %a rep %a pres %a freq %a seed %llu "
-                "offset %llu\n    logits:",
+                "offset %llu dynatemp %a^%a\n    logits:",
                 (long long)b, (double)r.temperature, r.top_k, (double)r.top_p, (double)r.min_p,
                 (double)r.rep, (double)r.pres, (double)r.freq, (unsigned long long)r.seed,
-                (unsigned long long)r.offset);
+                (unsigned long long)r.offset, (double)r.dt_range, (double)r.dt_exp);
         const unsigned char *row = (const unsigned char *)host_of(c, bt->logits) +
                                    (size_t)(b * rs) * (bt->dtype == KILN_DTYPE_F32 ? 4 : 2);
         for (int64_t i = 0; i < V && i < 64; ++i) {
