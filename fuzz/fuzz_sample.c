@@ -563,6 +563,8 @@ enum {
     M_MASK, M_BOFF, M_BIDS, M_BVALS, M_DTR, M_DTE, M_TGT,
     M_RTID, M_RTLP, M_FTID, M_FTLP, M_RANKS, M_ENT, M_RENT, M_TEMPS,
     M_SLP, M_SRANK, M_STID, M_STLP, M_SENT, M_SVALID,
+    /* kiln_verify_drafts: inputs, outputs */
+    M_DIDS, M_DNUM, M_DPROBS, M_VTOK, M_VACC, M_VLP, M_VVALID,
     NMEM
 };
 
@@ -576,7 +578,8 @@ static const char *const mem_names[NMEM] = {
     "raw_top_ids", "raw_top_logprobs", "final_top_ids", "final_top_logprobs", "raw_ranks",
     "entropy", "raw_entropy", "temperatures",
     "score logprobs", "score ranks", "score top_ids", "score top_logprobs", "score entropy",
-    "score valid"
+    "score valid", "draft_ids", "num_drafts", "draft_probs", "verify tokens",
+    "verify num_accepted", "verify logprobs", "verify valid"
 };
 
 /* kiln_sample's outputs (and the workspace), and kiln_score's. */
@@ -587,7 +590,12 @@ static int is_sample_output(int i)
 
 static int is_score_output(int i)
 {
-    return i == M_WS || i >= M_SLP;
+    return i == M_WS || (i >= M_SLP && i <= M_SVALID);
+}
+
+static int is_verify_output(int i)
+{
+    return i == M_WS || i >= M_VTOK;
 }
 
 /* Deliberate mistakes a caller can make with pointers. */
@@ -643,6 +651,20 @@ typedef struct fuzz_case {
     int so_known;
     void *so_arg;
     int64_t ext_mask_stride;
+
+    /* The extension (kiln_verify_drafts): the third call of the case. */
+    int verify_on;
+    int64_t vrows;            /* requests, as allocated */
+    int32_t vK, vK_alloc;     /* max_drafts as passed; as allocated */
+    int64_t vstride_alloc;    /* draft_probs stride as allocated */
+    kiln_batch vfb, veb;
+    void *vb_arg;
+    kiln_drafts fd;
+    size_t d_given;
+    int d_known;
+    void *d_arg;
+    kiln_verify_outputs vo;
+    void *vo_arg;
 } fuzz_case;
 
 /* Host copy of the bytes at a pointer kiln was given (device or host). */
@@ -844,12 +866,14 @@ static int call_regions(const fuzz_case *c, region *list, int score)
     const kiln_sampling_params *p = &c->ep;
     const kiln_outputs *o = &c->eo;
     const unsigned __int128 B = (uint64_t)bt->num_rows, V = (uint64_t)bt->vocab_size;
+    /* rows of logits (and of the mask): K + 1 per request for kiln_verify_drafts */
+    const unsigned __int128 LR = score == 2 ? B * (uint64_t)(c->fd.max_drafts + 1) : B;
     const unsigned __int128 draws = B * (uint64_t)bt->num_samples;
     const uint64_t rs = (uint64_t)(bt->row_stride ? bt->row_stride : bt->vocab_size);
     const uint64_t ps = (uint64_t)(o->probs_row_stride ? o->probs_row_stride : bt->vocab_size);
     const size_t es = bt->dtype == KILN_DTYPE_F32 ? 4 : 2;
     int n = 0;
-    n = add_region(list, n, M_LOGITS, bt->logits, ((B - 1) * rs + V) * es, 0);
+    n = add_region(list, n, M_LOGITS, bt->logits, ((LR - 1) * rs + V) * es, 0);
     if (bt->history_offsets) {
         n = add_region(list, n, M_OFF, bt->history_offsets, (B + 1) * 8, 0);
         if (!c->cuda && bt->history_ids) {
@@ -873,7 +897,7 @@ static int call_regions(const fuzz_case *c, region *list, int score)
     if (bt->allowed_mask) {
         const uint64_t words = (uint64_t)(bt->vocab_size + 31) / 32;
         const uint64_t ms = bt->allowed_mask_stride ? (uint64_t)bt->allowed_mask_stride : words;
-        n = add_region(list, n, M_MASK, bt->allowed_mask, ((B - 1) * ms + words) * 4, 0);
+        n = add_region(list, n, M_MASK, bt->allowed_mask, ((LR - 1) * ms + words) * 4, 0);
     }
     if (bt->logit_bias_offsets) {
         n = add_region(list, n, M_BOFF, bt->logit_bias_offsets, (B + 1) * 8, 0);
@@ -883,6 +907,22 @@ static int call_regions(const fuzz_case *c, region *list, int score)
             n = add_region(list, n, M_BIDS, bt->logit_bias_ids, e * 4u, 0);
             n = add_region(list, n, M_BVALS, bt->logit_bias_values, e * 4u, 0);
         }
+    }
+    if (score == 2) {
+        const kiln_drafts *d = &c->fd;
+        const kiln_verify_outputs *vo = &c->vo;
+        const unsigned __int128 K = (uint64_t)d->max_drafts;
+        const uint64_t ds = (uint64_t)(d->draft_probs_stride ? d->draft_probs_stride : bt->vocab_size);
+        n = add_region(list, n, M_DIDS, d->draft_ids, B * K * 4, 0);
+        n = add_region(list, n, M_DNUM, d->num_drafts, B * 4, 0);
+        if (d->draft_probs && K > 0)
+            n = add_region(list, n, M_DPROBS, d->draft_probs, ((B * K - 1) * ds + V) * 4, 0);
+        n = add_region(list, n, M_VTOK, vo->tokens, B * (K + 1) * 4, 1);
+        n = add_region(list, n, M_VACC, vo->num_accepted, B * 4, 1);
+        n = add_region(list, n, M_VLP, vo->logprobs, B * (K + 1) * 4, 1);
+        n = add_region(list, n, M_VVALID, vo->valid, B, 1);
+        n = add_region(list, n, M_WS, c->ws_arg, c->ws_need, 1);
+        return n;
     }
     if (score) {
         const kiln_score_outputs *so = &c->eso;
@@ -972,23 +1012,25 @@ static unsigned model_call(const fuzz_case *c, int score, unsigned *may)
     unsigned must = 0;
     *may = 0;
     int null_struct = 0;
-    const void *p_arg = score && c->score_params_null ? NULL : c->p_arg;
-    const void *o_arg = score ? c->so_arg : c->o_arg;
-    const int o_known = score ? c->so_known : c->o_known;
-    if (!c->sampler_arg || !c->b_arg || (!p_arg && !score) || !o_arg) {
+    const int sc = score == 1, vf = score == 2;
+    const void *p_arg = sc && c->score_params_null ? NULL : c->p_arg;
+    const void *o_arg = sc ? c->so_arg : vf ? c->d_arg : c->o_arg;
+    const int o_known = sc ? c->so_known : vf ? c->d_known : c->o_known;
+    if (!c->sampler_arg || !c->b_arg || (!p_arg && !sc) || !o_arg) {
         must |= BIT(KILN_ERROR_NULL_POINTER);
         null_struct = 1;
     }
     if ((c->b_arg && !c->b_known) || (p_arg && !c->p_known) || (o_arg && !o_known))
         must |= BIT(KILN_ERROR_INVALID_PARAMETER);
-    if (!c->b_arg || (!p_arg && !score) || !o_arg || !c->b_known || (p_arg && !c->p_known) ||
+    if (!c->b_arg || (!p_arg && !sc) || !o_arg || !c->b_known || (p_arg && !c->p_known) ||
         !o_known)
         goto done;
     {
         const kiln_batch *bt = &c->eb;
         const kiln_sampling_params *p = &c->ep;
         const kiln_outputs so = score_as_outputs(&c->eso);
-        const kiln_outputs *o = score ? &so : &c->eo;
+        const kiln_outputs none = KILN_OUTPUTS_INIT;
+        const kiln_outputs *o = sc ? &so : vf ? &none : &c->eo;
         const kiln_config *cfg = &c->cfg;
         const int dtype_ok = bt->dtype == KILN_DTYPE_F32 || bt->dtype == KILN_DTYPE_F16 ||
                              bt->dtype == KILN_DTYPE_BF16;
@@ -999,25 +1041,30 @@ static unsigned model_call(const fuzz_case *c, int score, unsigned *may)
         const int V_ok = bt->vocab_size >= 1 && bt->vocab_size <= cfg->max_vocab;
         const int n_ok = bt->num_samples >= 1 && bt->num_samples <= cfg->max_samples &&
                          (!score || bt->num_samples == 1);
-        if (!B_ok || !V_ok || !n_ok)
+        /* kiln_verify_drafts: K + 1 rows of logits per request */
+        /* (max_drafts as kiln sees it: a short kiln_drafts leaves it 0) */
+        const int32_t vK = c->fd.max_drafts;
+        const int K_ok = !vf || (B_ok && vK >= 0 && (int64_t)vK + 1 <= cfg->max_batch / bt->num_rows);
+        const int64_t LR = vf && K_ok ? bt->num_rows * ((int64_t)vK + 1) : bt->num_rows;
+        if (!B_ok || !V_ok || !n_ok || !K_ok)
             must |= BIT(KILN_ERROR_INVALID_SHAPE);
         int strides_ok = 0;
-        if (B_ok && V_ok && dtype_ok) {
-            stride_class sc = classify_stride(bt->row_stride, bt->num_rows, bt->vocab_size, es);
+        if (B_ok && V_ok && dtype_ok && K_ok) {
+            stride_class lc = classify_stride(bt->row_stride, LR, bt->vocab_size, es);
             stride_class pc = o->probs ? classify_stride(o->probs_row_stride, bt->num_rows,
                                                          bt->vocab_size, 4)
                                        : STRIDE_OK;
-            if (sc == STRIDE_BAD || pc == STRIDE_BAD)
+            if (lc == STRIDE_BAD || pc == STRIDE_BAD)
                 must |= BIT(KILN_ERROR_INVALID_SHAPE);
-            if (sc == STRIDE_HUGE || pc == STRIDE_HUGE)
+            if (lc == STRIDE_HUGE || pc == STRIDE_HUGE)
                 *may |= BIT(KILN_ERROR_INVALID_SHAPE);
-            strides_ok = sc != STRIDE_BAD && pc != STRIDE_BAD;
+            strides_ok = lc != STRIDE_BAD && pc != STRIDE_BAD;
         }
         /* the mask stride, in 32-bit words */
         if (bt->allowed_mask && B_ok && V_ok) {
             const int64_t words = (bt->vocab_size + 31) / 32;
             const int64_t ms = bt->allowed_mask_stride ? bt->allowed_mask_stride : words;
-            if (ms < words || ms > (INT64_MAX / 4 - words) / bt->num_rows) {
+            if (ms < words || ms > (INT64_MAX / 4 - words) / LR) {
                 must |= BIT(KILN_ERROR_INVALID_SHAPE);
                 strides_ok = 0;
             }
@@ -1030,7 +1077,62 @@ static unsigned model_call(const fuzz_case *c, int score, unsigned *may)
             must |= BIT(KILN_ERROR_INVALID_SHAPE);
             strides_ok = 0;
         }
-        if (score) {
+        int drafts_ok = 1;
+        if (vf) {
+            const kiln_drafts *d = &c->fd;
+            const kiln_verify_outputs *vo = &c->vo;
+            if (!vo->tokens || (d->max_drafts > 0 && !d->draft_ids))
+                must |= BIT(KILN_ERROR_NULL_POINTER);
+            const int64_t ds = d->draft_probs_stride ? d->draft_probs_stride : bt->vocab_size;
+            if (d->draft_probs && B_ok && V_ok && K_ok &&
+                (ds < bt->vocab_size ||
+                 ds > (INT64_MAX / 4 - bt->vocab_size) /
+                          (bt->num_rows * (d->max_drafts > 0 ? d->max_drafts : 1)))) {
+                must |= BIT(KILN_ERROR_INVALID_SHAPE);
+                strides_ok = 0;
+            }
+            if (misaligned(d->draft_ids, 4) || misaligned(d->num_drafts, 4) ||
+                misaligned(d->draft_probs, 4) || misaligned(vo->tokens, 4) ||
+                misaligned(vo->num_accepted, 4) || misaligned(vo->logprobs, 4))
+                must |= BIT(KILN_ERROR_MISALIGNED);
+            /* the values, on the host for the CPU backend: K_b, the draft
+             * ids and q(d_i); the rest of a row is read at a rejection */
+            if (B_ok && V_ok && K_ok && strides_ok && !c->cuda && vK <= c->vK_alloc &&
+                (vK == 0 || d->draft_ids) && (!d->draft_probs || ds == c->vstride_alloc)) {
+                const int64_t K = vK;
+                for (int64_t b = 0; b < bt->num_rows; ++b) {
+                    const int32_t kb = d->num_drafts ? ld_i32(host_of(c, d->num_drafts), b) : (int32_t)K;
+                    if (kb < 0 || kb > K) {
+                        must |= BIT(KILN_ERROR_INVALID_PARAMETER);
+                        drafts_ok = 0;
+                        continue;
+                    }
+                    for (int32_t i = 0; i < kb; ++i) {
+                        const int32_t id = ld_i32(host_of(c, d->draft_ids), b * K + i);
+                        if (id < 0 || id >= bt->vocab_size) {
+                            must |= BIT(KILN_ERROR_INVALID_PARAMETER);
+                            drafts_ok = 0;
+                            break;
+                        }
+                        if (!d->draft_probs)
+                            continue;
+                        const void *q = host_of(c, d->draft_probs);
+                        const float qd = ld_f32(q, (b * K + i) * ds + id);
+                        if (!(qd > 0.0f && qd <= 1.0f)) {
+                            must |= BIT(KILN_ERROR_INVALID_PARAMETER);
+                            drafts_ok = 0;
+                            break;
+                        }
+                        for (int64_t j = 0; j < bt->vocab_size; ++j) {
+                            const float v = ld_f32(q, (b * K + i) * ds + j);
+                            if (!(v >= 0.0f && v <= 1.0f))
+                                *may |= BIT(KILN_ERROR_INVALID_PARAMETER);
+                        }
+                    }
+                }
+            }
+        }
+        if (sc) {
             if (c->num_targets < 0 ||
                 (B_ok && (uint64_t)c->num_targets > (uint64_t)(INT64_MAX / 4) / (uint64_t)bt->num_rows)) {
                 must |= BIT(KILN_ERROR_INVALID_SHAPE);
@@ -1066,7 +1168,7 @@ static unsigned model_call(const fuzz_case *c, int score, unsigned *may)
             misaligned(o->final_top_ids, 4) || misaligned(o->final_top_logprobs, 4) ||
             misaligned(o->raw_ranks, 4) || misaligned(o->entropy, 4) ||
             misaligned(o->raw_entropy, 4) || misaligned(o->temperatures, 4) ||
-            (score && (misaligned(c->targets, 4) || misaligned(c->eso.logprobs, 4) ||
+            (sc && (misaligned(c->targets, 4) || misaligned(c->eso.logprobs, 4) ||
                        misaligned(c->eso.ranks, 4))))
             must |= BIT(KILN_ERROR_MISALIGNED);
 
@@ -1091,14 +1193,14 @@ static unsigned model_call(const fuzz_case *c, int score, unsigned *may)
             must |= BIT(KILN_ERROR_INVALID_PARAMETER);
             hist_ok = 0;
         }
-        if (score && B_ok && V_ok && !c->cuda && c->targets && c->num_targets > 0 &&
+        if (sc && B_ok && V_ok && !c->cuda && c->targets && c->num_targets > 0 &&
             c->num_targets <= c->tgt_k) {
             const void *t = host_of(c, c->targets);
             for (int64_t i = 0; i < bt->num_rows * c->num_targets; ++i)
                 if (ld_i32(t, i) < -1 || ld_i32(t, i) >= bt->vocab_size)
                     must |= BIT(KILN_ERROR_INVALID_PARAMETER);
         }
-        if (B_ok && V_ok && n_ok && dtype_ok && strides_ok && hist_ok) {
+        if (B_ok && V_ok && n_ok && dtype_ok && strides_ok && hist_ok && drafts_ok) {
             region list[48];
             const int n = call_regions(c, list, score);
             for (int i = 0; i < n; ++i)
@@ -2313,7 +2415,9 @@ static void run_score_case(fuzz_case *c, int sample_ok)
  *              corruption selector (+ row), pointer flags
  *   feat & 4:  dynatemp: array flags, range_all, exponent_all, per-row arrays
  *   feat & 8:  outputs: max_top_logprobs, N, which outputs, hostile pointer
- *   feat & 16: kiln_score: flags (+ size), K, targets, which outputs, N */
+ *   feat & 16: kiln_score: flags (+ size), K, targets, which outputs, N
+ *   feat & 64: kiln_verify_drafts: K, flags, outputs (+ probs stride), (+ size),
+ *              K_b per request, draft ids, draft probability rows */
 typedef struct ext_choice {
     uint8_t feat;
     uint8_t bias_ptr;
@@ -2323,6 +2427,7 @@ typedef struct ext_choice {
     uint8_t dt_arrays;
     uint8_t score_flags, score_want;
     int32_t score_N;
+    uint8_t vflags, vwant;
 } ext_choice;
 
 static const uint8_t EXT_TAG[2] = { 'K', 'X' };
@@ -2545,6 +2650,101 @@ static void decode_ext(reader *r, fuzz_case *c, ext_choice *x, kiln_sampling_par
         x->score_want = u8(r);
         x->score_N = decode_top_n(r, mt);
     }
+    if (x->feat & 64) { /* kiln_verify_drafts */
+        const uint8_t kd = u8(r);
+        int32_t Ka = 0, Kp;
+        if (kd < 248) {
+            Ka = (int32_t)(kd % B);
+            Kp = Ka;
+        } else {
+            Kp = kd == 248 ? -1 : kd == 249 ? INT32_MIN : kd == 250 ? INT32_MAX
+                                                                    : (int32_t)c->cfg.max_batch;
+        }
+        const int64_t Bv = B / (Ka + 1);
+        c->vK = Kp;
+        c->vK_alloc = Ka;
+        c->vrows = Bv;
+        x->vflags = u8(r);
+        x->vwant = u8(r);
+        const uint8_t pst = x->vwant & 8 ? u8(r) : 0;
+        c->d_given = sizeof(kiln_drafts);
+        if (x->vflags & 128) {
+            const uint8_t ss = u8(r);
+            static const size_t dsizes[] = { offsetof(kiln_drafts, max_drafts),
+                                             offsetof(kiln_drafts, draft_ids),
+                                             offsetof(kiln_drafts, num_drafts),
+                                             offsetof(kiln_drafts, draft_probs),
+                                             offsetof(kiln_drafts, draft_probs_stride),
+                                             sizeof(kiln_drafts) };
+            c->d_given = ss < 248 ? dsizes[ss % COUNT(dsizes)] : ss < 252 ? 0 : sizeof(kiln_drafts) + 8;
+        }
+        const int vmis = (x->vflags >> 4) & 7;
+        if (x->vflags & 1) {
+            mem_new(&c->m[M_DNUM], (size_t)Bv * 4, vmis == 2 ? 2 : 0, dev);
+            for (int64_t b = 0; b < Bv; ++b) {
+                const uint8_t sv = u8(r);
+                const int32_t kb = sv < 240 ? (int32_t)(sv % (Ka + 1))
+                                   : sv % 4 == 0 ? -1 : sv % 4 == 1 ? Ka + 1
+                                   : sv % 4 == 2 ? INT32_MIN : INT32_MAX;
+                memcpy(mem_host(&c->m[M_DNUM]) + 4 * b, &kb, 4);
+            }
+        }
+        mem_new(&c->m[M_DIDS], (size_t)(Bv * Ka) * 4, vmis == 1 ? 2 : 0, dev);
+        for (int64_t i = 0; i < Bv * Ka; ++i) {
+            const uint8_t sv = u8(r);
+            int32_t id;
+            if (sv < 240)
+                id = (int32_t)(sv % V);
+            else
+                switch (sv % 5) {
+                case 0: id = -1; break;
+                case 1: id = (int32_t)V; break;
+                case 2: id = INT32_MIN; break;
+                case 3: id = INT32_MAX; break;
+                default: id = (int32_t)(V + 1); break;
+                }
+            memcpy(mem_host(&c->m[M_DIDS]) + 4 * i, &id, 4);
+        }
+        c->vstride_alloc = V;
+        c->fd.draft_probs_stride = 0;
+        if (pst >= 128 && pst < 224)
+            c->fd.draft_probs_stride = c->vstride_alloc = V + pst % 3;
+        else if (pst >= 224)
+            c->fd.draft_probs_stride = pst % 3 == 0 ? V - 1 : pst % 3 == 1 ? -1 : INT64_MAX;
+        if (x->vflags & 2) {
+            const int64_t rows = Bv * Ka, ds = c->vstride_alloc;
+            mem_new(&c->m[M_DPROBS], (size_t)(rows ? (rows - 1) * ds + V : 0) * 4,
+                    vmis == 3 ? 2 : 0, dev);
+            for (int64_t q = 0; q < rows; ++q) {
+                float *row = (float *)xmalloc((size_t)ds * 4);
+                const uint8_t mode = u8(r) % 4;
+                int32_t d;
+                memcpy(&d, mem_host(&c->m[M_DIDS]) + 4 * q, 4);
+                for (int64_t j = 0; j < ds; ++j) {
+                    float v;
+                    if (j >= V)
+                        v = u2f(QNAN); /* padding: never read */
+                    else if (mode == 0)
+                        v = j == d ? 1.0f : 0.0f;
+                    else if (mode == 1)
+                        v = 1.0f / (float)V;
+                    else if (mode == 2)
+                        v = palette_or_raw(r);
+                    else
+                        v = (float)u8(r) / 255.0f;
+                    row[j] = v;
+                }
+                memcpy(mem_host(&c->m[M_DPROBS]) + (size_t)(q * ds) * 4, row,
+                       (size_t)(q + 1 < rows ? ds : V) * 4);
+                free(row);
+            }
+        }
+        const int64_t cells = Bv * (Ka + 1);
+        mem_new(&c->m[M_VTOK], (size_t)cells * 4, vmis == 4 ? 2 : 0, dev);
+        mem_new(&c->m[M_VACC], (size_t)Bv * 4, vmis == 5 ? 2 : 0, dev);
+        mem_new(&c->m[M_VLP], (size_t)cells * 4, vmis == 6 ? 2 : 0, dev);
+        mem_new(&c->m[M_VVALID], (size_t)Bv, 0, dev);
+    }
     /* max_top_logprobs is a sampler limit: a new sampler, and the workspace
      * size argument keeps its relation to the size needed */
     if (mt != c->cfg.max_top_logprobs) {
@@ -2636,6 +2836,179 @@ static void apply_ext(fuzz_case *c, const ext_choice *x, kiln_batch *fb, kiln_ou
         effective_struct(&c->eso, &so, c->so_given, c->so_known);
         c->so_arg = pass_struct(&so, sizeof so, c->so_given, c->so_known);
     }
+}
+
+/* ------------------------------------------------------ the verify case */
+
+static const size_t drafts_known[] = {
+    offsetof(kiln_drafts, max_drafts), offsetof(kiln_drafts, draft_ids),
+    offsetof(kiln_drafts, num_drafts), offsetof(kiln_drafts, draft_probs),
+    offsetof(kiln_drafts, draft_probs_stride), sizeof(kiln_drafts)
+};
+
+/* kiln_verify_drafts' arguments: the case's batch with num_rows requests
+ * of K + 1 target rows each (the same logits, mask, history, bias and
+ * params, read per request), the drafts and the outputs. */
+static void setup_verify(fuzz_case *c, const ext_choice *x)
+{
+    c->verify_on = 1;
+    kiln_batch vb = c->fb;
+    if (vb.num_rows == c->rows)
+        vb.num_rows = c->vrows;
+    c->vfb = vb;
+    kiln_batch bdef = KILN_BATCH_INIT;
+    c->veb = bdef;
+    effective_struct(&c->veb, &vb, c->b_given, c->b_known);
+    c->vb_arg = c->b_arg ? pass_struct(&vb, sizeof vb, c->b_given, c->b_known) : NULL;
+    kiln_drafts d = KILN_DRAFTS_INIT;
+    d.max_drafts = c->vK;
+    if (!(x->vflags & 4))
+        d.draft_ids = (const int32_t *)mem_arg(&c->m[M_DIDS]);
+    if (x->vflags & 1)
+        d.num_drafts = (const int32_t *)mem_arg(&c->m[M_DNUM]);
+    if (x->vflags & 2)
+        d.draft_probs = (const float *)mem_arg(&c->m[M_DPROBS]);
+    d.draft_probs_stride = c->fd.draft_probs_stride;
+    c->d_known = size_known(c->d_given, drafts_known, COUNT(drafts_known));
+    kiln_drafts ddef = KILN_DRAFTS_INIT;
+    c->fd = ddef;
+    effective_struct(&c->fd, &d, c->d_given, c->d_known);
+    c->d_arg = pass_struct(&d, sizeof d, c->d_given, c->d_known);
+    kiln_verify_outputs vo = KILN_VERIFY_OUTPUTS_INIT;
+    if (!(x->vflags & 8))
+        vo.tokens = (int32_t *)mem_arg(&c->m[M_VTOK]);
+    if (x->vwant & 1)
+        vo.num_accepted = (int32_t *)mem_arg(&c->m[M_VACC]);
+    if (x->vwant & 2)
+        vo.logprobs = (float *)mem_arg(&c->m[M_VLP]);
+    if (x->vwant & 4)
+        vo.valid = (uint8_t *)mem_arg(&c->m[M_VVALID]);
+    c->vo = vo;
+    c->vo_arg = pass_struct(&vo, sizeof vo, sizeof vo, 1);
+}
+
+/* kiln_verify_drafts (section 19), after kiln_sample: statuses from the
+ * model, nothing written on failure, and on success each request's
+ * structure (accepted drafts, then one emitted token the mask allows, then
+ * -1; log-probabilities finite then NaN; an invalid request all -1 / NaN)
+ * and, with K = 0, kiln_sample's bytes for the same rows. */
+static void run_verify_case(fuzz_case *c, int sample_ok)
+{
+    const int dev = c->cuda;
+    unsigned char *before[NMEM] = { NULL };
+    for (int i = 0; i < NMEM; ++i)
+        if (c->m[i].base) {
+            before[i] = (unsigned char *)xmalloc(c->m[i].size + c->m[i].shift);
+            memcpy(before[i], c->m[i].base, c->m[i].size + c->m[i].shift);
+            mem_push(&c->m[i]);
+        }
+    fuzz_case *probe = (fuzz_case *)xmalloc(sizeof *probe);
+    *probe = *c;
+    probe->eb = c->veb;
+    probe->b_arg = c->vb_arg;
+    unsigned may = 0;
+    const unsigned must = model_call(probe, 2, &may);
+    const kiln_status st = kiln_verify_drafts(c->sampler_arg, (const kiln_batch *)c->vb_arg,
+                                              (const kiln_sampling_params *)c->p_arg,
+                                              (const kiln_drafts *)c->d_arg,
+                                              (const kiln_verify_outputs *)c->vo_arg, c->ws_arg,
+                                              c->ws_size_arg, NULL);
+    if (dev && st == KILN_SUCCESS)
+        dev_sync();
+    count(stats_table(4), st);
+    check_status(st, must, may, "kiln_verify_drafts");
+    for (int i = 0; i < NMEM; ++i)
+        if (c->m[i].base)
+            mem_pull(&c->m[i]);
+    const kiln_verify_outputs *vo = &c->vo;
+    const void *reqs[] = { vo->tokens, vo->num_accepted, vo->logprobs, vo->valid };
+    /* A draft probability that is not a probability in the row of the first
+     * rejection can only be found by running the rule: the call then fails
+     * after using its workspace (outputs untouched). Section 19 says every
+     * bad input is "checked before anything is written"; for this one the
+     * workspace is the exception. */
+    const int late_fault = st == KILN_ERROR_INVALID_PARAMETER &&
+                           !(must & BIT(KILN_ERROR_INVALID_PARAMETER));
+    for (int i = 0; i < NMEM; ++i) {
+        if (!c->m[i].base)
+            continue;
+        const int requested = i >= M_VTOK && reqs[i - M_VTOK];
+        if ((st == KILN_SUCCESS && (requested || i == M_WS)) || (late_fault && i == M_WS))
+            continue;
+        ENSURE(memcmp(before[i], c->m[i].base, c->m[i].size + c->m[i].shift) == 0,
+               "kiln_verify_drafts %s %s", st == KILN_SUCCESS ? "succeeded but changed" :
+               "failed but changed", mem_names[i]);
+    }
+    if (st == KILN_SUCCESS) {
+        const int64_t B = c->veb.num_rows, V = c->veb.vocab_size, K = c->fd.max_drafts;
+        const kiln_drafts *d = &c->fd;
+        for (int64_t b = 0; b < B; ++b) {
+            const int32_t kb = d->num_drafts ? ld_i32(host_of(c, d->num_drafts), b) : (int32_t)K;
+            const int32_t *tok = (const int32_t *)mem_host(&c->m[M_VTOK]) + b * (K + 1);
+            const int32_t *acc = vo->num_accepted ? (const int32_t *)mem_host(&c->m[M_VACC]) + b : NULL;
+            const float *lp = vo->logprobs ? (const float *)mem_host(&c->m[M_VLP]) + b * (K + 1) : NULL;
+            const uint8_t *val = vo->valid ? (const uint8_t *)mem_host(&c->m[M_VVALID]) + b : NULL;
+            const int valid = val ? *val : tok[0] != -1;
+            ENSURE(!val || *val <= 1, "kiln_verify_drafts request %lld: valid %d", (long long)b,
+                   *val);
+            if (!valid) {
+                for (int64_t i = 0; i <= K; ++i) {
+                    ENSURE(tok[i] == -1, "kiln_verify_drafts request %lld invalid, tokens[%lld] = %d",
+                           (long long)b, (long long)i, tok[i]);
+                    if (lp)
+                        ENSURE(f2u(lp[i]) == QNAN,
+                               "kiln_verify_drafts request %lld invalid, logprobs[%lld] = %g",
+                               (long long)b, (long long)i, (double)lp[i]);
+                }
+                if (acc)
+                    ENSURE(*acc == 0, "kiln_verify_drafts request %lld invalid, accepted %d",
+                           (long long)b, *acc);
+                count_row(0, 0);
+                continue;
+            }
+            count_row(1, 0);
+            int64_t a = K;
+            while (a > 0 && tok[a] == -1)
+                --a;
+            if (acc)
+                ENSURE(*acc == a, "kiln_verify_drafts request %lld: num_accepted %d, tokens say %lld",
+                       (long long)b, *acc, (long long)a);
+            ENSURE(a <= kb, "kiln_verify_drafts request %lld: %lld accepted of %d drafts",
+                   (long long)b, (long long)a, kb);
+            for (int64_t i = 0; i <= K; ++i) {
+                if (i < a)
+                    ENSURE(tok[i] == ld_i32(host_of(c, d->draft_ids), b * K + i),
+                           "kiln_verify_drafts request %lld: tokens[%lld] = %d is not the draft %d",
+                           (long long)b, (long long)i, tok[i],
+                           ld_i32(host_of(c, d->draft_ids), b * K + i));
+                if (i == a)
+                    ENSURE(tok[i] >= 0 && tok[i] < V && mask_allows(probe, b * (K + 1) + i, tok[i]),
+                           "kiln_verify_drafts request %lld: emitted token %d at %lld",
+                           (long long)b, tok[i], (long long)i);
+                if (i > a)
+                    ENSURE(tok[i] == -1, "kiln_verify_drafts request %lld: tokens[%lld] = %d past "
+                           "the emitted token", (long long)b, (long long)i, tok[i]);
+                if (lp)
+                    ENSURE(i <= a ? lp[i] == lp[i] && lp[i] <= 0.0f : f2u(lp[i]) == QNAN,
+                           "kiln_verify_drafts request %lld: logprobs[%lld] = %g with %lld accepted",
+                           (long long)b, (long long)i, (double)lp[i], (long long)a);
+            }
+            /* K = 0: kiln_sample's draw for the same row, seed and offset */
+            if (K == 0 && sample_ok && c->eb.num_samples == 1) {
+                const int32_t st_tok = ((const int32_t *)mem_host(&c->m[M_TOKENS]))[b];
+                ENSURE(tok[0] == st_tok, "kiln_verify_drafts request %lld: K = 0 token %d, "
+                       "kiln_sample's %d", (long long)b, tok[0], st_tok);
+                if (lp && c->eo.logprobs)
+                    ENSURE(f2u(lp[0]) == f2u(((const float *)mem_host(&c->m[M_LOGPROBS]))[b]),
+                           "kiln_verify_drafts request %lld: K = 0 logprob %a, kiln_sample's %a",
+                           (long long)b, (double)lp[0],
+                           (double)((const float *)mem_host(&c->m[M_LOGPROBS]))[b]);
+            }
+        }
+    }
+    free(probe);
+    for (int i = 0; i < NMEM; ++i)
+        free(before[i]);
 }
 
 static int g_cuda;
@@ -2852,7 +3225,7 @@ static void run_sample_case(reader *r, const kiln_config *limits)
     mem_new(&c->m[M_VALID], (size_t)B, 0, dev);
     mem_new(&c->m[M_WS], c->ws_size_arg, ws_shift, dev);
     for (int i = 0; i < NMEM; ++i)
-        if (c->m[i].base && (is_sample_output(i) || is_score_output(i)))
+        if (c->m[i].base && (is_sample_output(i) || is_score_output(i) || is_verify_output(i)))
             memset(mem_host(&c->m[i]), i == M_WS ? 0x3C : 0xA5, c->m[i].size);
 
     /* the call */
@@ -2991,6 +3364,8 @@ static void run_sample_case(reader *r, const kiln_config *limits)
     c->b_arg = null_batch ? NULL : pass_struct(&fb, sizeof fb, c->b_given, c->b_known);
     c->p_arg = null_params ? NULL : pass_struct(&fp, sizeof fp, c->p_given, c->p_known);
     c->o_arg = null_outputs ? NULL : pass_struct(&fo, sizeof fo, c->o_given, c->o_known);
+    if (ext.feat & 64)
+        setup_verify(c, &ext);
 
     /* Snapshot, upload, call. */
     unsigned char *before[NMEM] = { NULL };
@@ -3107,6 +3482,8 @@ static void run_sample_case(reader *r, const kiln_config *limits)
     }
     if (c->score_on)
         run_score_case(c, st == KILN_SUCCESS);
+    if (c->verify_on)
+        run_verify_case(c, st == KILN_SUCCESS);
 
     g_case = NULL;
     for (int i = 0; i < NMEM; ++i) {
@@ -3118,6 +3495,9 @@ static void run_sample_case(reader *r, const kiln_config *limits)
     free(c->p_arg);
     free(c->o_arg);
     free(c->so_arg);
+    free(c->vb_arg);
+    free(c->d_arg);
+    free(c->vo_arg);
     ENSURE(kiln_sampler_destroy(c->s) == KILN_SUCCESS, "kiln_sampler_destroy");
     free(c);
 }
@@ -3301,7 +3681,7 @@ static void run_best_of_n_case(reader *r)
  * docs/robustness.md and to see that a corpus reaches what it should). */
 static struct {
     int on;
-    unsigned long sample[16], config[16], best[16], score[16];
+    unsigned long sample[16], config[16], best[16], score[16], verify[16];
     unsigned long ext;
     unsigned long rows_valid, rows_invalid, rows_greedy, alone;
 } stats;
@@ -3314,10 +3694,11 @@ static void print_stats(void)
                                          "OUT_OF_MEMORY", "BACKEND_UNAVAILABLE", "CUDA",
                                          "INTERNAL" };
     const char *const what[] = { "kiln_sample", "kiln_sampler_create (raw)", "kiln_best_of_n",
-                                 "kiln_score" };
-    const unsigned long *counts[] = { stats.sample, stats.config, stats.best, stats.score };
+                                 "kiln_score", "kiln_verify_drafts" };
+    const unsigned long *counts[] = { stats.sample, stats.config, stats.best, stats.score,
+                                      stats.verify };
     fprintf(stderr, "stats: sample cases with the extension: %lu\n", stats.ext);
-    for (int k = 0; k < 4; ++k) {
+    for (int k = 0; k < 5; ++k) {
         fprintf(stderr, "stats: %s:", what[k]);
         for (int i = 0; i < 12; ++i)
             if (counts[k][i])
@@ -3354,7 +3735,7 @@ static void count_ext(void)
 static unsigned long *stats_table(int which)
 {
     return which == 0 ? stats.sample : which == 1 ? stats.config : which == 2 ? stats.best
-                                                                                : stats.score;
+           : which == 3 ? stats.score : stats.verify;
 }
 
 static void once(void)

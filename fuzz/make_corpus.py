@@ -401,7 +401,7 @@ NAMES = {P_TEMP: "temperature", P_TOPP: "top_p", P_MINP: "min_p", P_REP: "repeti
 
 # fuzz_sample.c's decode_ext(): after the logits, "KX" then a feature byte
 # and the bytes of each feature (see the comment above decode_ext).
-F_MASK, F_BIAS, F_DYN, F_OUTS, F_SCORE, F_SIZES = 1, 2, 4, 8, 16, 32
+F_MASK, F_BIAS, F_DYN, F_OUTS, F_SCORE, F_SIZES, F_VERIFY = 1, 2, 4, 8, 16, 32, 64
 
 
 def enc_dt(e, v):
@@ -441,8 +441,16 @@ class Ext:
         self.targets = []             # B * K selector bytes
         self.score_want = 0
         self.score_N = 0
+        self.kd = 0                   # K selector (< 248: K = kd % rows)
+        self.vflags = 0
+        self.vwant = 7
+        self.pstride = 0
+        self.dsize = 0
+        self.num_drafts = []          # per request selector bytes
+        self.draft_ids = []           # per draft selector bytes
+        self.prob_rows = []           # per draft: (mode, values)
 
-    def encode(self, V):
+    def encode(self, V, rows=None):
         e = Enc()
         e.b += b"KX"
         e.u8(self.feat)
@@ -508,6 +516,33 @@ class Ext:
                 e.u8(t)
             e.u8(self.score_want)
             e.u8(self.score_N)
+        if self.feat & F_VERIFY:
+            e.u8(self.kd)
+            e.u8(self.vflags)
+            e.u8(self.vwant)
+            if self.vwant & 8:
+                e.u8(self.pstride)
+            if self.vflags & 128:
+                e.u8(self.dsize)
+            Ka = self.kd % rows if self.kd < 248 else 0
+            Bv = rows // (Ka + 1)
+            if self.vflags & 1:
+                for i in range(Bv):
+                    e.u8(self.num_drafts[i % len(self.num_drafts)] if self.num_drafts else 0)
+            ids = self.draft_ids or [0]
+            for i in range(Bv * Ka):
+                e.u8(ids[i % len(ids)])
+            if self.vflags & 2:
+                pr = self.prob_rows or [(0, None)]
+                for i in range(Bv * Ka):
+                    mode, vals = pr[i % len(pr)]
+                    e.u8(mode)
+                    if mode == 2:
+                        for j in range(V):
+                            e.value(vals[j % len(vals)])
+                    elif mode == 3:
+                        for j in range(V):
+                            e.u8(vals[j % len(vals)])
         return bytes(e.b)
 
 
@@ -556,12 +591,12 @@ def ext_seeds(put):
         if feats & F_SCORE:
             c.n = 1
         x = ext_random(rng, c, feats)
-        put("seed-ext-ok-%02d" % i, c.encode() + x.encode(c.V))
+        put("seed-ext-ok-%02d" % i, c.encode() + x.encode(c.V, c.rows))
     for i in range(6):
         c = clean_call(rng, small=False)
         c.n = 1
         x = ext_random(rng, c, F_MASK | F_BIAS | F_DYN | F_OUTS | F_SCORE)
-        put("seed-ext-ok-large-%d" % i, c.encode() + x.encode(c.V))
+        put("seed-ext-ok-large-%d" % i, c.encode() + x.encode(c.V, c.rows))
 
     def base(feats, rows=2, V=40, n=1):
         c = Call(rng)
@@ -583,7 +618,7 @@ def ext_seeds(put):
         return c, x
 
     def emit(name, c, x):
-        put("seed-ext-" + name, c.encode() + x.encode(c.V))
+        put("seed-ext-" + name, c.encode() + x.encode(c.V, c.rows))
 
     # the mask: rows allowing nothing, one token, a pattern; strides
     for mode, args in ((1, None), (3, 7), (3, 39), (4, (3, 1)), (5, 0), (6, [0x11, 0x80])):
@@ -740,6 +775,81 @@ def ext_seeds(put):
     x.targets = [1, 2, 230, 9, 5, 6, 0, 39]
     x.mask_rows = [(5, 2), (1, None)]
     emit("score-penalties-mask-bias", c, x)
+    # kiln_verify_drafts: one-hot and probability drafts, K_b, K = 0 against
+    # kiln_sample, and every bad input of section 19
+    def vbase(rows=4, V=24, kd=1, probs=False):
+        c, x = base(F_VERIFY | F_MASK | F_BIAS | F_DYN, rows=rows, V=V)
+        c.max_batch = 8
+        x.feat &= ~F_DYN
+        x.kd = kd
+        x.vflags = 2 if probs else 0
+        x.vwant = 7
+        x.draft_ids = [rng.randrange(240) for _ in range(rows * 2)]
+        x.prob_rows = [(0, None), (1, None), (3, [rng.randrange(256) for _ in range(7)])]
+        x.mask_rows = [(0, None)] * rows
+        return c, x
+
+    for i in range(30):
+        rows = rng.randrange(1, 9)
+        c, x = vbase(rows=rows, V=rng.choice([1, 2, 7, 24, 40]), kd=rng.randrange(rows),
+                     probs=rng.random() < 0.6)
+        c.scalars[P_TEMP] = rng.choice(["0", "1", "0.7", ("t", rng.random()), "2"])
+        c.scalars[P_TOPK] = rng.choice([0, 0, 1, 3, 10])
+        c.scalars[P_TOPP] = rng.choice(["1", "0.9", "0.5"])
+        if rng.random() < 0.5:
+            x.vflags |= 1
+            x.num_drafts = [rng.randrange(240) for _ in range(rows)]
+        if rng.random() < 0.3:
+            x.vwant = 8 | rng.randrange(8)
+            x.pstride = rng.choice([0, 130, 131])
+        x.mask_rows = [rng.choice([(0, None), (5, rng.randrange(c.V)), (4, (2, 1))])
+                       for _ in range(rows)]
+        emit("verify-ok-%02d" % i, c, x)
+    for T in ("0", "1", "0.5"):
+        c, x = vbase(rows=3, kd=0)
+        c.scalars[P_TEMP] = T
+        emit("verify-k0-T" + T, c, x)
+    for kd, what in ((248, "neg"), (249, "min"), (250, "max"), (251, "over-batch")):
+        c, x = vbase(kd=kd)
+        emit("bad-verify-k-" + what, c, x)
+    for sv in (240, 241, 242, 243):
+        c, x = vbase()
+        x.vflags |= 1
+        x.num_drafts = [1, sv]
+        emit("bad-verify-num-drafts-%d" % sv, c, x)
+    for sv in (240, 241, 242, 243, 244):
+        c, x = vbase()
+        x.draft_ids = [3, sv]
+        emit("bad-verify-draft-id-%d" % sv, c, x)
+    for vals, what in ((["0"], "zero"), (["nan"], "nan"), (["2"], "over"), (["-den"], "neg"),
+                       (["0.5", "nan", "0.1"], "nan-elsewhere"), (["0.1", "2"], "over-elsewhere")):
+        c, x = vbase(probs=True)
+        x.prob_rows = [(2, vals)]
+        c.scalars[P_TEMP] = "1"
+        emit("bad-verify-probs-" + what, c, x)
+    for ps, what in ((224, "small"), (225, "neg"), (226, "max")):
+        c, x = vbase(probs=True)
+        x.vwant = 15
+        x.pstride = ps
+        emit("bad-verify-probs-stride-" + what, c, x)
+    for fl, what in ((4, "null-ids"), (8, "null-tokens"), (16, "misaligned-ids"),
+                     (32 | 1, "misaligned-num-drafts"), (48 | 2, "misaligned-probs"),
+                     (64, "misaligned-tokens"), (80, "misaligned-accepted"),
+                     (96, "misaligned-logprobs")):
+        c, x = vbase()
+        x.vflags |= fl
+        x.num_drafts = [1]
+        emit("bad-verify-" + what, c, x)
+    for ds, what in ((0, "prefix0"), (3, "prefix3"), (248, "zero"), (252, "plus8")):
+        c, x = vbase()
+        x.vflags |= 128
+        x.dsize = ds
+        emit("verify-drafts-size-" + what, c, x)
+    c, x = vbase()
+    c.n = 2
+    c.max_samples = 2
+    emit("bad-verify-n2", c, x)
+
     # struct size prefixes: the old sizes with the new fields set
     for i in range(12):
         c, x = base(F_SIZES | F_MASK | F_BIAS | F_DYN | F_OUTS)
