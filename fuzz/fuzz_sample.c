@@ -2255,7 +2255,7 @@ static void run_score_case(fuzz_case *c, int sample_ok)
         if (!c->m[i].base)
             continue;
         const int output = is_score_output(i);
-        const int requested = i >= M_SLP && reqs[i - M_SLP];
+        const int requested = i >= M_SLP && i <= M_SVALID && reqs[i - M_SLP];
         if (output && st == KILN_SUCCESS && (requested || i == M_WS))
             continue;
         ENSURE(memcmp(before[i], c->m[i].base, c->m[i].size + c->m[i].shift) == 0,
