@@ -1,5 +1,5 @@
 /* libFuzzer target over kiln's public API: kiln_sampler_create,
- * kiln_sample, kiln_score and kiln_best_of_n.
+ * kiln_sample, kiln_score, kiln_verify_drafts and kiln_best_of_n.
  *
  * The input bytes are decoded front to back into one call: sampler limits
  * (sane, or raw 64-bit values), shapes, strides, dtype, struct sizes, every
@@ -10,8 +10,9 @@
  * misaligned, overlapping). Bytes past the end read as zero, so every input
  * is some call; fuzz/make_corpus.py writes seeds in the same layout.
  * The fields added to kiln.h later (token mask, logit bias, dynatemp,
- * max_top_logprobs, the top-N / rank / entropy / temperature outputs, and a
- * kiln_score call on the same batch) come from an extension tagged "KX" at
+ * max_top_logprobs, the top-N / rank / entropy / temperature outputs, a
+ * kiln_score call and a kiln_verify_drafts call on the same batch) come
+ * from an extension tagged "KX" at
  * the end of a sample case (see decode_ext), so every older input still
  * decodes as it did.
  *
@@ -36,6 +37,9 @@
  *  - kiln_score (section 18): its own status model, nothing written on
  *    failure, targets' ranks and log-probabilities, raw top-N and entropy,
  *    and the same bytes as kiln_sample's raw outputs for the same row;
+ *  - kiln_verify_drafts (section 19): its own status model, outputs
+ *    untouched on failure, accepted drafts then one emitted token the mask
+ *    allows then -1, and with K = 0 kiln_sample's token and logprob;
  *  - batch invariance (section 13): every row sampled alone (its mask words,
  *    bias entries and dynatemp values packed), by a second sampler with
  *    another algorithm and thread count, gives the same bytes in every

@@ -11,6 +11,11 @@ are deterministic (fixed random seeds) and named by what they exercise:
   seed-ptr-*       deliberate pointer mistakes (NULL, misaligned, overlapping)
   seed-bon-*       kiln_best_of_n
   seed-cfg-*       kiln_sampler_create with raw configuration fields
+  seed-ext-*       the extension after the logits ("KX"): token mask, logit
+                   bias, dynatemp, top-N/rank/entropy/temperature outputs,
+                   kiln_score and kiln_verify_drafts, valid (seed-ext-ok-*,
+                   ...) and hostile (seed-ext-bad-*); written from their own
+                   random stream, so the other seeds stay byte for byte
 
 Files the fuzzer found (crash-*, regress-*) live in the same directory and
 are never touched here; seed-* files are rewritten.
