@@ -1331,13 +1331,13 @@ typedef struct row_out {
 
 /* The row's logits as f32 after the penalties (section 1), from the bytes
  * kiln was given. */
-static void penalised_row(const fuzz_case *c, int64_t b, const row_params *r,
-                          const row_history *h, float *x, uint32_t *seen, uint32_t *gen)
+static void penalised_row_at(const fuzz_case *c, int64_t lrow, int64_t b, const row_params *r,
+                             const row_history *h, float *x, uint32_t *seen, uint32_t *gen)
 {
     const kiln_batch *bt = &c->eb;
     const int64_t V = bt->vocab_size, rs = bt->row_stride ? bt->row_stride : V;
     const unsigned char *row = (const unsigned char *)host_of(c, bt->logits) +
-                               (size_t)(b * rs) * (bt->dtype == KILN_DTYPE_F32 ? 4 : 2);
+                               (size_t)(lrow * rs) * (bt->dtype == KILN_DTYPE_F32 ? 4 : 2);
     for (int64_t i = 0; i < V; ++i) {
         if (bt->dtype == KILN_DTYPE_F32) {
             memcpy(&x[i], row + 4 * i, 4);
@@ -1350,7 +1350,7 @@ static void penalised_row(const fuzz_case *c, int64_t b, const row_params *r,
     /* the mask, then the bias, in the order given */
     if (bt->allowed_mask)
         for (int64_t i = 0; i < V; ++i)
-            if (!mask_allows(c, b, i))
+            if (!mask_allows(c, lrow, i))
                 x[i] = -INFINITY;
     if (bt->logit_bias_offsets && bt->logit_bias_ids && bt->logit_bias_values) {
         const row_bias rb = bias_of_row(c, b);
@@ -1383,6 +1383,14 @@ static void penalised_row(const fuzz_case *c, int64_t b, const row_params *r,
         x[v] = y;
         seen[v] = gen[v] = 0;
     }
+}
+
+/* Row b's logits, mask, bias and history (every call but kiln_verify_drafts,
+ * whose request b reads logit and mask row lrow = b * (K + 1) + i). */
+static void penalised_row(const fuzz_case *c, int64_t b, const row_params *r,
+                          const row_history *h, float *x, uint32_t *seen, uint32_t *gen)
+{
+    penalised_row_at(c, b, b, r, h, x, seen, gen);
 }
 
 /* Canonical order (section 3): descending logit, ties to the lower id. */
@@ -2946,8 +2954,25 @@ static void run_verify_case(fuzz_case *c, int sample_ok)
     if (st == KILN_SUCCESS) {
         const int64_t B = c->veb.num_rows, V = c->veb.vocab_size, K = c->fd.max_drafts;
         const kiln_drafts *d = &c->fd;
+        float *x = (float *)xmalloc((size_t)V * sizeof *x);
+        uint32_t *seen = (uint32_t *)calloc((size_t)V, 4), *gen = (uint32_t *)calloc((size_t)V, 4);
+        if (!seen || !gen)
+            abort();
         for (int64_t b = 0; b < B; ++b) {
             const int32_t kb = d->num_drafts ? ld_i32(host_of(c, d->num_drafts), b) : (int32_t)K;
+            /* position 0: the request's own history; an invalid target row
+             * there makes the request invalid, and with no drafts it is
+             * the only position */
+            const row_params rp = params_of_row(probe, b);
+            const row_history rh = history_of_row(probe, b);
+            penalised_row_at(probe, b * (K + 1), b, &rp, &rh, x, seen, gen);
+            float m0 = -INFINITY;
+            int bad0 = 0;
+            for (int64_t i = 0; i < V; ++i) {
+                bad0 |= x[i] != x[i] || x[i] == INFINITY;
+                m0 = x[i] > m0 ? x[i] : m0;
+            }
+            const int valid0 = !bad0 && m0 != -INFINITY;
             const int32_t *tok = (const int32_t *)mem_host(&c->m[M_VTOK]) + b * (K + 1);
             const int32_t *acc = vo->num_accepted ? (const int32_t *)mem_host(&c->m[M_VACC]) + b : NULL;
             const float *lp = vo->logprobs ? (const float *)mem_host(&c->m[M_VLP]) + b * (K + 1) : NULL;
@@ -2955,6 +2980,10 @@ static void run_verify_case(fuzz_case *c, int sample_ok)
             const int valid = val ? *val : tok[0] != -1;
             ENSURE(!val || *val <= 1, "kiln_verify_drafts request %lld: valid %d", (long long)b,
                    *val);
+            ENSURE(valid0 || !valid, "kiln_verify_drafts request %lld: valid with an invalid "
+                   "target row at position 0", (long long)b);
+            ENSURE(kb > 0 || valid == valid0, "kiln_verify_drafts request %lld: no drafts, "
+                   "valid %d but the target row's validity %d", (long long)b, valid, valid0);
             if (!valid) {
                 for (int64_t i = 0; i <= K; ++i) {
                     ENSURE(tok[i] == -1, "kiln_verify_drafts request %lld invalid, tokens[%lld] = %d",
@@ -3009,6 +3038,9 @@ static void run_verify_case(fuzz_case *c, int sample_ok)
                            (double)((const float *)mem_host(&c->m[M_LOGPROBS]))[b]);
             }
         }
+        free(x);
+        free(seen);
+        free(gen);
     }
     free(probe);
     for (int i = 0; i < NMEM; ++i)
