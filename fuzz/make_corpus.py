@@ -11,6 +11,11 @@ are deterministic (fixed random seeds) and named by what they exercise:
   seed-ptr-*       deliberate pointer mistakes (NULL, misaligned, overlapping)
   seed-bon-*       kiln_best_of_n
   seed-cfg-*       kiln_sampler_create with raw configuration fields
+  seed-ext-*       the extension after the logits ("KX"): token mask, logit
+                   bias, dynatemp, top-N/rank/entropy/temperature outputs,
+                   kiln_score and kiln_verify_drafts, valid (seed-ext-ok-*,
+                   ...) and hostile (seed-ext-bad-*); written from their own
+                   random stream, so the other seeds stay byte for byte
 
 Files the fuzzer found (crash-*, regress-*) live in the same directory and
 are never touched here; seed-* files are rewritten.
@@ -397,6 +402,466 @@ NAMES = {P_TEMP: "temperature", P_TOPP: "top_p", P_MINP: "min_p", P_REP: "repeti
          P_PRES: "presence", P_FREQ: "frequency"}
 
 
+# ------------------------------------------------------------ the extension
+
+# fuzz_sample.c's decode_ext(): after the logits, "KX" then a feature byte
+# and the bytes of each feature (see the comment above decode_ext).
+F_MASK, F_BIAS, F_DYN, F_OUTS, F_SCORE, F_SIZES, F_VERIFY = 1, 2, 4, 8, 16, 32, 64
+
+
+def enc_dt(e, v):
+    """A dynatemp value as dt_value() reads it."""
+    if isinstance(v, str):
+        e.u8(PALETTE[v])
+    elif v[0] == "raw":
+        e.u8(40)
+        e.u32(f32_bits(v[1]))
+    else:  # ("t", fraction): range 3 t, exponent 0.125 + 3 t
+        e.u8(64 + int(round(v[1] * 191)))
+
+
+class Ext:
+    def __init__(self):
+        self.feat = 0
+        self.sizes = (0, 0, 0)
+        self.mask_stride = 0          # selector byte
+        self.mask_rows = []           # per row: (mode, args)
+        self.bias_base = 0
+        self.bias_rows = []           # per row: list of (id selector or ("raw", v), value)
+        self.bias_counts = None       # per row count selector bytes (default: len)
+        self.bias_corrupt = None      # (selector >= 240, j)
+        self.bias_ptr = 0
+        self.dt_arrays = 0
+        self.dt_range = ("t", 0.0)
+        self.dt_exp = ("t", (1.0 - 0.125) / 3.0)
+        self.dt_range_rows = []
+        self.dt_exp_rows = []
+        self.mt = 0                   # selector byte for max_top_logprobs
+        self.N = 0                    # selector byte
+        self.want2 = 0
+        self.out_hostile = 0
+        self.score_flags = 0
+        self.score_size = 0
+        self.K = 0
+        self.targets = []             # B * K selector bytes
+        self.score_want = 0
+        self.score_N = 0
+        self.kd = 0                   # K selector (< 248: K = kd % rows)
+        self.vflags = 0
+        self.vwant = 7
+        self.pstride = 0
+        self.dsize = 0
+        self.num_drafts = []          # per request selector bytes
+        self.draft_ids = []           # per draft selector bytes
+        self.prob_rows = []           # per draft: (mode, values)
+
+    def encode(self, V, rows=None):
+        e = Enc()
+        e.b += b"KX"
+        e.u8(self.feat)
+        if self.feat & F_SIZES:
+            for v in self.sizes:
+                e.u8(v)
+        words = (V + 31) // 32
+        if self.feat & F_MASK:
+            e.u8(self.mask_stride)
+            for mode, args in self.mask_rows:
+                e.u8(mode)
+                if mode in (3, 5):
+                    e.u16(args)
+                elif mode == 4:
+                    e.u8(args[0] - 1)
+                    e.u8(args[1])
+                elif mode == 2:
+                    for i in range(words):
+                        e.u32(args[i % len(args)])
+                elif mode == 6:
+                    for i in range(words):
+                        e.u8(args[i % len(args)])
+        if self.feat & F_BIAS:
+            e.u8(self.bias_base)
+            counts = self.bias_counts or [len(r) for r in self.bias_rows]
+            for cnt in counts:
+                e.u8(cnt)
+            for row in self.bias_rows:
+                for sel, val in row:
+                    if isinstance(sel, tuple):
+                        e.u8(245)  # 245 % 6 == 5: raw
+                        e.u32(sel[1])
+                    else:
+                        e.u8(sel)
+                    e.value(val)
+            if self.bias_corrupt:
+                e.u8(self.bias_corrupt[0])
+                e.u8(self.bias_corrupt[1])
+            else:
+                e.u8(0)
+            e.u8(self.bias_ptr)
+        if self.feat & F_DYN:
+            e.u8(self.dt_arrays)
+            enc_dt(e, self.dt_range)
+            enc_dt(e, self.dt_exp)
+            if self.dt_arrays & 1:
+                for v in self.dt_range_rows:
+                    enc_dt(e, v)
+            if self.dt_arrays & 2:
+                for v in self.dt_exp_rows:
+                    enc_dt(e, v)
+        if self.feat & F_OUTS:
+            e.u8(self.mt)
+            e.u8(self.N)
+            e.u8(self.want2)
+            e.u8(self.out_hostile)
+        if self.feat & F_SCORE:
+            e.u8(self.score_flags)
+            if self.score_flags & 128:
+                e.u8(self.score_size)
+            e.u8(self.K)
+            for t in self.targets:
+                e.u8(t)
+            e.u8(self.score_want)
+            e.u8(self.score_N)
+        if self.feat & F_VERIFY:
+            e.u8(self.kd)
+            e.u8(self.vflags)
+            e.u8(self.vwant)
+            if self.vwant & 8:
+                e.u8(self.pstride)
+            if self.vflags & 128:
+                e.u8(self.dsize)
+            Ka = self.kd % rows if self.kd < 248 else 0
+            Bv = rows // (Ka + 1)
+            if self.vflags & 1:
+                for i in range(Bv):
+                    e.u8(self.num_drafts[i % len(self.num_drafts)] if self.num_drafts else 0)
+            ids = self.draft_ids or [0]
+            for i in range(Bv * Ka):
+                e.u8(ids[i % len(ids)])
+            if self.vflags & 2:
+                pr = self.prob_rows or [(0, None)]
+                for i in range(Bv * Ka):
+                    mode, vals = pr[i % len(pr)]
+                    e.u8(mode)
+                    if mode == 2:
+                        for j in range(V):
+                            e.value(vals[j % len(vals)])
+                    elif mode == 3:
+                        for j in range(V):
+                            e.u8(vals[j % len(vals)])
+        return bytes(e.b)
+
+
+def ext_random(rng, c, feats):
+    """A valid extension for call c (its rows, V), with the features asked."""
+    x = Ext()
+    x.feat = feats
+    V, B = c.V, c.rows
+    for _ in range(B):
+        mode = rng.choice([0, 0, 2, 3, 4, 5, 6, 1])
+        args = {0: None, 1: None, 2: [rng.getrandbits(32) for _ in range(4)],
+                3: rng.randrange(V), 4: (rng.randrange(1, 9), rng.randrange(8)),
+                5: rng.randrange(V), 6: [rng.randrange(256) for _ in range(3)]}[mode]
+        if mode == 4:
+            args = (args[0], args[1] % args[0])
+        x.mask_rows.append((mode, args))
+    x.mask_stride = rng.choice([0, 0, 128 + rng.randrange(96)])
+    x.bias_base = rng.randrange(4)
+    for _ in range(B):
+        x.bias_rows.append([(rng.randrange(240), rng.choice([rng.uniform(-12, 12), "100", "-100",
+                                                            "0", "-0", "1", "-max", "max", "1e30"]))
+                            for _ in range(rng.randrange(5))])
+    x.dt_arrays = rng.randrange(4)
+    x.dt_range = rng.choice([("t", 0.0), ("t", rng.random()), "0", "-0", "1", "0.5", "den", "max"])
+    x.dt_exp = rng.choice([("t", rng.random()), "1", "2", "0.5", "den", "max", "1e-30"])
+    x.dt_range_rows = [rng.choice([("t", rng.random()), "0", "2"]) for _ in range(B)]
+    x.dt_exp_rows = [rng.choice([("t", rng.random()), "1", "0.1"]) for _ in range(B)]
+    x.mt = rng.randrange(40)
+    x.N = rng.randrange(240)
+    x.want2 = rng.randrange(256)
+    x.K = rng.randrange(5)
+    x.targets = [rng.randrange(240) for _ in range(B * x.K)]
+    x.score_flags = rng.choice([0, 0, 1])
+    x.score_want = rng.randrange(64)
+    x.score_N = rng.randrange(240)
+    return x
+
+
+def ext_seeds(put):
+    rng = random.Random(20261203)
+    # valid calls, every feature alone and together
+    for i in range(72):
+        feats = [F_MASK, F_BIAS, F_DYN, F_OUTS, F_SCORE | F_OUTS,
+                 F_MASK | F_BIAS | F_DYN | F_OUTS | F_SCORE][i % 6]
+        c = clean_call(rng)
+        if feats & F_SCORE:
+            c.n = 1
+        x = ext_random(rng, c, feats)
+        put("seed-ext-ok-%02d" % i, c.encode() + x.encode(c.V, c.rows))
+    for i in range(6):
+        c = clean_call(rng, small=False)
+        c.n = 1
+        x = ext_random(rng, c, F_MASK | F_BIAS | F_DYN | F_OUTS | F_SCORE)
+        put("seed-ext-ok-large-%d" % i, c.encode() + x.encode(c.V, c.rows))
+
+    def base(feats, rows=2, V=40, n=1):
+        c = Call(rng)
+        c.max_vocab = 64
+        c.rows = rows
+        c.V = V
+        c.n = n
+        c.want = 31
+        c.rows_data = [row_gauss(rng, V, 0) for _ in range(rows)]
+        x = ext_random(rng, c, feats)
+        x.mask_rows = [(0, None)] * rows
+        x.mask_stride = 0
+        x.dt_arrays = 0
+        x.dt_range, x.dt_exp = ("t", 0.5), "1"
+        x.mt, x.N, x.want2 = 8, 5, 255
+        x.score_flags = 0
+        x.score_want = 63
+        x.score_N = 4
+        return c, x
+
+    def emit(name, c, x):
+        put("seed-ext-" + name, c.encode() + x.encode(c.V, c.rows))
+
+    # the mask: rows allowing nothing, one token, a pattern; strides
+    for mode, args in ((1, None), (3, 7), (3, 39), (4, (3, 1)), (5, 0), (6, [0x11, 0x80])):
+        c, x = base(F_MASK | F_OUTS)
+        x.mask_rows = [(mode, args), (0, None)]
+        emit("mask-mode%d-%s" % (mode, args if not isinstance(args, (list, tuple)) else
+                                  "-".join(map(str, args))), c, x)
+    for V in (1, 31, 32, 33, 64):
+        c, x = base(F_MASK | F_OUTS, V=V)
+        x.mask_rows = [(1, None), (3, V - 1)]
+        x.mask_stride = 130
+        emit("mask-none-V%d" % V, c, x)
+    for sel, what in ((228, "small"), (229, "neg"), (230, "min"), (231, "max"),
+                      (232, "over"), (227, "misaligned")):
+        c, x = base(F_MASK, V=40)
+        x.mask_stride = sel
+        emit("bad-mask-stride-" + what, c, x)
+    # the bias: bad ids, non-finite values, corrupt offsets, pointers
+    for sel in range(240, 246):
+        c, x = base(F_BIAS)
+        x.bias_rows = [[(3, 1.5)], [(5, -2), (sel if sel != 245 else ("raw", 2**31 - 5), 1)]]
+        emit("bad-bias-id-%d" % sel, c, x)
+    for v in ("nan", "inf", "-inf", "snan"):
+        c, x = base(F_BIAS)
+        x.bias_rows = [[(3, v)], []]
+        emit("bad-bias-value-" + v, c, x)
+    for sel in (240, 241, 242, 243):
+        for j in (0, 1):
+            c, x = base(F_BIAS, rows=3)
+            x.bias_rows = [[(1, 1)], [(2, 2), (3, 3)], [(4, 4)]]
+            x.bias_corrupt = (sel, j)
+            emit("bad-bias-offsets-%d-%d" % (sel, j), c, x)
+    for flags, what in ((1, "null-ids"), (2, "null-values"), (4, "null-offsets"),
+                        (8, "misaligned-offsets"), (16, "misaligned-ids"), (24, "misaligned-values")):
+        c, x = base(F_BIAS)
+        x.bias_ptr = flags
+        emit("bad-bias-" + what, c, x)
+    c, x = base(F_BIAS | F_MASK | F_OUTS)
+    x.bias_rows = [[(7, "100"), (7, "-100"), (9, "max")], [(0, "-max")]]
+    x.mask_rows = [(5, 9), (3, 0)]
+    emit("bias-masked-token", c, x)
+    # dynatemp: good and bad ranges and exponents, scalars and arrays
+    for rng_v in ("-1", "nan", "inf", "-den", "-inf"):
+        c, x = base(F_DYN)
+        x.dt_range = rng_v
+        emit("bad-dynatemp-range-all-" + rng_v, c, x)
+        c, x = base(F_DYN)
+        x.dt_arrays = 1
+        x.dt_range_rows = [("t", 0.3), rng_v]
+        emit("bad-dynatemp-range-row-" + rng_v, c, x)
+    for ev in ("0", "-0", "-1", "nan", "inf"):
+        c, x = base(F_DYN)
+        x.dt_exp = ev
+        emit("bad-dynatemp-exponent-all-" + ev, c, x)
+        c, x = base(F_DYN)
+        x.dt_arrays = 2
+        x.dt_exp_rows = ["1", ev]
+        emit("bad-dynatemp-exponent-row-" + ev, c, x)
+    for arrays in (4, 8):
+        c, x = base(F_DYN)
+        x.dt_arrays = arrays | (arrays >> 2)
+        x.dt_range_rows = [("t", 0.2)] * 2
+        x.dt_exp_rows = ["1"] * 2
+        emit("bad-dynatemp-misaligned-%d" % arrays, c, x)
+    for T in ("0", "1", "0.5", "1e-30", "max"):
+        for d in (("t", 0.0), "-0", ("t", 0.3), "1", "max", "den"):
+            for ex in ("1", "0.5", "max", "1e-30"):
+                if rng.random() > 0.35:
+                    continue
+                c, x = base(F_DYN | F_OUTS)
+                c.scalars[P_TEMP] = T
+                x.dt_range, x.dt_exp = d, ex
+                emit("dynatemp-T%s-d%s-e%s" % (T, d if isinstance(d, str) else d[1], ex), c, x)
+    # top-N: over the limit, negative, pointers with N = 0, past V, 1024
+    for sel, what in ((240, "over"), (241, "neg"), (242, "min"), (243, "max"), (244, "zero"),
+                      (245, "1025")):
+        c, x = base(F_OUTS)
+        x.N = sel
+        emit("bad-top-n-" + what, c, x)
+    for want2 in (1, 2, 4, 8, 0xF0):
+        c, x = base(F_OUTS)
+        x.N = 0
+        x.want2 = want2
+        emit("top-n-zero-want%d" % want2, c, x)
+    for V in (1, 3, 20):
+        c, x = base(F_OUTS | F_SCORE, V=V)
+        x.mt = 30
+        x.N = 30
+        x.score_N = 29
+        c.scalars[P_TOPK] = 2
+        emit("top-n-past-V%d" % V, c, x)
+    c, x = base(F_OUTS | F_SCORE)
+    x.mt = 250
+    x.N = 239
+    emit("top-n-limit-1024", c, x)
+    for h in range(240, 248):
+        c, x = base(F_OUTS)
+        x.out_hostile = h
+        emit("bad-outputs-misaligned-%d" % (h % 8), c, x)
+    for h in range(224, 232):
+        c, x = base(F_OUTS)
+        x.out_hostile = h
+        emit("bad-outputs-overlap-%d" % (h % 8), c, x)
+    for T in ("0", "1", "0.7"):
+        for k in (0, 1, 3):
+            c, x = base(F_OUTS | F_MASK, n=2)
+            c.max_samples = 2
+            c.scalars[P_TEMP] = T
+            c.scalars[P_TOPK] = k
+            x.mask_rows = [(4, (2, 0)), (0, None)]
+            emit("outputs-T%s-k%d" % (T, k), c, x)
+    # kiln_score: bad targets, NULL targets, bad K, params NULL, sizes, n
+    for t in range(240, 245):
+        c, x = base(F_SCORE | F_OUTS)
+        x.K = 3
+        x.targets = [1, 2, 230, 4, t, 6]
+        emit("bad-score-target-%d" % t, c, x)
+    for flags, what in ((2, "null-targets"), (4, "k-neg"), (8, "k-min"), (12, "k-huge-null"),
+                        (1, "params-null"), (16, "misaligned-targets"), (32, "misaligned-logprobs"),
+                        (48, "misaligned-ranks"), (64, "misaligned-top-ids"),
+                        (80, "misaligned-top-logprobs"), (96, "misaligned-entropy")):
+        c, x = base(F_SCORE | F_OUTS)
+        x.K = 2
+        x.targets = [1, 230, 3, 0]
+        x.score_flags = flags
+        emit("bad-score-" + what if flags != 1 else "score-" + what, c, x)
+    c, x = base(F_SCORE)
+    x.K = 0
+    x.score_flags = 2
+    emit("score-null-targets-k0", c, x)
+    for sel, what in ((0, "prefix0"), (3, "prefix3"), (6, "prefix6"), (248, "zero"),
+                      (252, "plus8"), (254, "minus4")):
+        c, x = base(F_SCORE | F_OUTS)
+        x.K = 1
+        x.targets = [5, 6]
+        x.score_flags = 128
+        x.score_size = sel
+        emit("score-size-" + what, c, x)
+    c, x = base(F_SCORE, n=2)
+    c.max_samples = 2
+    x.K = 1
+    x.targets = [5, 6]
+    emit("bad-score-n2", c, x)
+    c, x = base(F_SCORE | F_OUTS | F_MASK | F_BIAS)
+    c.max_history = 4
+    c.hist = 1 | 2
+    c.lens = [3, 2]
+    c.ids = [[1, 2, 2], [5, 6]]
+    c.prompts = [1, 0]
+    c.scalars[P_REP] = "2"
+    c.scalars[P_PRES] = "0.5"
+    c.scalars[P_FREQ] = ("t", 0.7)
+    x.K = 4
+    x.targets = [1, 2, 230, 9, 5, 6, 0, 39]
+    x.mask_rows = [(5, 2), (1, None)]
+    emit("score-penalties-mask-bias", c, x)
+    # kiln_verify_drafts: one-hot and probability drafts, K_b, K = 0 against
+    # kiln_sample, and every bad input of section 19
+    def vbase(rows=4, V=24, kd=1, probs=False):
+        c, x = base(F_VERIFY | F_MASK | F_BIAS | F_DYN, rows=rows, V=V)
+        c.max_batch = 8
+        x.feat &= ~F_DYN
+        x.kd = kd
+        x.vflags = 2 if probs else 0
+        x.vwant = 7
+        x.draft_ids = [rng.randrange(240) for _ in range(rows * 2)]
+        x.prob_rows = [(0, None), (1, None), (3, [rng.randrange(256) for _ in range(7)])]
+        x.mask_rows = [(0, None)] * rows
+        return c, x
+
+    for i in range(30):
+        rows = rng.randrange(1, 9)
+        c, x = vbase(rows=rows, V=rng.choice([1, 2, 7, 24, 40]), kd=rng.randrange(rows),
+                     probs=rng.random() < 0.6)
+        c.scalars[P_TEMP] = rng.choice(["0", "1", "0.7", ("t", rng.random()), "2"])
+        c.scalars[P_TOPK] = rng.choice([0, 0, 1, 3, 10])
+        c.scalars[P_TOPP] = rng.choice(["1", "0.9", "0.5"])
+        if rng.random() < 0.5:
+            x.vflags |= 1
+            x.num_drafts = [rng.randrange(240) for _ in range(rows)]
+        if rng.random() < 0.3:
+            x.vwant = 8 | rng.randrange(8)
+            x.pstride = rng.choice([0, 130, 131])
+        x.mask_rows = [rng.choice([(0, None), (5, rng.randrange(c.V)), (4, (2, 1))])
+                       for _ in range(rows)]
+        emit("verify-ok-%02d" % i, c, x)
+    for T in ("0", "1", "0.5"):
+        c, x = vbase(rows=3, kd=0)
+        c.scalars[P_TEMP] = T
+        emit("verify-k0-T" + T, c, x)
+    for kd, what in ((248, "neg"), (249, "min"), (250, "max"), (251, "over-batch")):
+        c, x = vbase(kd=kd)
+        emit("bad-verify-k-" + what, c, x)
+    for sv in (240, 241, 242, 243):
+        c, x = vbase()
+        x.vflags |= 1
+        x.num_drafts = [1, sv]
+        emit("bad-verify-num-drafts-%d" % sv, c, x)
+    for sv in (240, 241, 242, 243, 244):
+        c, x = vbase()
+        x.draft_ids = [3, sv]
+        emit("bad-verify-draft-id-%d" % sv, c, x)
+    for vals, what in ((["0"], "zero"), (["nan"], "nan"), (["2"], "over"), (["-den"], "neg"),
+                       (["0.5", "nan", "0.1"], "nan-elsewhere"), (["0.1", "2"], "over-elsewhere")):
+        c, x = vbase(probs=True)
+        x.prob_rows = [(2, vals)]
+        c.scalars[P_TEMP] = "1"
+        emit("bad-verify-probs-" + what, c, x)
+    for ps, what in ((224, "small"), (225, "neg"), (226, "max")):
+        c, x = vbase(probs=True)
+        x.vwant = 15
+        x.pstride = ps
+        emit("bad-verify-probs-stride-" + what, c, x)
+    for fl, what in ((4, "null-ids"), (8, "null-tokens"), (16, "misaligned-ids"),
+                     (32 | 1, "misaligned-num-drafts"), (48 | 2, "misaligned-probs"),
+                     (64, "misaligned-tokens"), (80, "misaligned-accepted"),
+                     (96, "misaligned-logprobs")):
+        c, x = vbase()
+        x.vflags |= fl
+        x.num_drafts = [1]
+        emit("bad-verify-" + what, c, x)
+    for ds, what in ((0, "prefix0"), (3, "prefix3"), (248, "zero"), (252, "plus8")):
+        c, x = vbase()
+        x.vflags |= 128
+        x.dsize = ds
+        emit("verify-drafts-size-" + what, c, x)
+    c, x = vbase()
+    c.n = 2
+    c.max_samples = 2
+    emit("bad-verify-n2", c, x)
+
+    # struct size prefixes: the old sizes with the new fields set
+    for i in range(12):
+        c, x = base(F_SIZES | F_MASK | F_BIAS | F_DYN | F_OUTS)
+        x.sizes = (1 + rng.randrange(15), 1 + rng.randrange(23), 1 + rng.randrange(17))
+        emit("sizes-%02d" % i, c, x)
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
     os.makedirs(out, exist_ok=True)
@@ -669,6 +1134,10 @@ def main():
         # of a clean call's bytes (decoded against these limits)
         e.b += clean_call(rng).encode()[5:]
         put("seed-cfg-%02d-%s" % (i, field), bytes(e.b))
+
+    # the extension's seeds, from their own random stream (the ones above
+    # stay byte for byte what they were)
+    ext_seeds(put)
 
     for name, data in sorted(seeds.items()):
         with open(os.path.join(out, name), "wb") as f:
