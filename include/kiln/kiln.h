@@ -370,7 +370,8 @@ typedef struct kiln_score_outputs {
  * log-probabilities and evaluation: no filters, no draws, no random numbers.
  * The raw distribution is kiln_sample's (docs/semantics.md): the batch's
  * mask, logit bias and history penalties (params supplies the penalties;
- * its other fields are not read; NULL means no penalties), then the
+ * its other fields must be valid, as for kiln_sample, but do not change the
+ * result; NULL means no penalties), then the
  * log-softmax at T = 1. targets: [B, K] backend memory, ids in [0, V) or -1
  * for none (padding); may be NULL when K = 0. batch.num_samples must be 1.
  * Same validity, bad-input and stream rules as kiln_sample; a device-resident
