@@ -174,13 +174,12 @@ extern "C" void kiln_cuda_destroy(kiln_sampler *s)
     s->cuda = nullptr;
 }
 
-/* The stages of docs/semantics.md sections 1 (bias), 15-18 that the CUDA
- * kernels do not run yet: refused rather than ignored. The mask and the
- * temperatures output (without dynatemp) they run. */
+/* The stages of docs/semantics.md sections 1 (bias), 15, 17 and 18 that the
+ * CUDA kernels do not run yet: refused rather than ignored. The mask,
+ * dynatemp, the raw entropy and the temperatures output they run. */
 static const char *unsupported_stage(const kiln_call &call)
 {
     const kiln_batch &bt = call.batch;
-    const kiln_sampling_params &p = call.params;
     const kiln_outputs &o = call.outputs;
     if (call.is_score)
         return "kiln_score";
@@ -188,10 +187,8 @@ static const char *unsupported_stage(const kiln_call &call)
         return "kiln_verify_drafts";
     if (bt.logit_bias_offsets)
         return "batch.logit_bias_*";
-    if (p.dynatemp_range || p.dynatemp_range_all > 0.0f)
-        return "dynatemp";
-    if (o.num_top_logprobs > 0 || o.raw_ranks || o.entropy || o.raw_entropy)
-        return "top-N, rank or entropy outputs";
+    if (o.num_top_logprobs > 0 || o.raw_ranks || o.entropy)
+        return "top-N, rank or final entropy outputs";
     return nullptr;
 }
 

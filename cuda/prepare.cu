@@ -5,6 +5,7 @@
 
 #include "device_call.cuh"
 #include "launchers.cuh"
+#include "shared/entropy.h"
 
 namespace {
 
@@ -81,7 +82,37 @@ __device__ void finish_invalid(const kiln_dev_call &c, int64_t b)
             c.seg_begin[b] = c.seg_end[b] = 0;
         if (c.out.temperatures)
             c.out.temperatures[b] = __int_as_float(0x7FC00000);
+        if (c.out.raw_entropy)
+            c.out.raw_entropy[b] = __int_as_float(0x7FC00000);
     }
+}
+
+/* The raw distribution's entropy sums (docs/semantics.md section 15) at
+ * T = 1: S1, the tokens with mass, and E = sum w d kept as the sums of the
+ * terms' high and low 32 bits (each term is below 2^63, so neither sum can
+ * overflow for V < 2^24); integer sums, the same in any order. Returns the
+ * entropy in nats (f64) to every thread, and the count in *n1. */
+template <int DTYPE>
+__device__ double raw_entropy(const kiln_dev_call &c, int64_t b, int penalised, float m,
+                              prepare_storage &tmp, uint64_t &slot, int64_t *n1)
+{
+    uint64_t s1 = 0, count = 0, hi = 0, lo = 0;
+    for (int64_t i = threadIdx.x; i < c.vocab; i += kThreads) {
+        const float x = kiln_load<DTYPE>(c, b, penalised, i);
+        const uint64_t w = kiln_mass(x, m, KILN_LOG2E_F);
+        const uint64_t t = w * (uint64_t)kiln_mass_exponent(x, m, KILN_LOG2E_F);
+        s1 += w;
+        count += w != 0;
+        hi += t >> 32;
+        lo += t & 0xFFFFFFFFu;
+    }
+    s1 = block_sum(s1, tmp, slot);
+    count = block_sum(count, tmp, slot);
+    hi = block_sum(hi, tmp, slot);
+    lo = block_sum(lo, tmp, slot);
+    const kiln_u128 h = { hi << 32, hi >> 32 }, l = { lo, 0 };
+    *n1 = (int64_t)count;
+    return kiln_entropy_nats(s1, kiln_u128_add(h, l));
 }
 
 /* Applies the history of row b to its f32 copy in xbuf. marks[v] is set to 1
@@ -189,7 +220,19 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
     const bool need_raw = c.out.raw_logprobs != nullptr;
     kiln_dev_row &row = c.row[b];
 
-    if (kiln_feq(p.temperature, 0.0f)) {
+    /* Section 16: with dynatemp the row is sampled at T' from its raw
+     * entropy; the raw entropy output needs the same sums. */
+    float temperature = p.temperature;
+    if (kiln_dynatemp_on(&p) || c.out.raw_entropy) {
+        int64_t n1 = 0;
+        const double h = raw_entropy<DTYPE>(c, b, penalised, m, tmp, slot, &n1);
+        if (kiln_dynatemp_on(&p))
+            temperature = kiln_dynatemp(p.temperature, p.dynatemp_range, p.dynatemp_exponent, h, n1);
+        if (c.out.raw_entropy && threadIdx.x == 0)
+            c.out.raw_entropy[b] = kiln_f64_to_f32(h);
+    }
+
+    if (kiln_feq(temperature, 0.0f)) {
         uint64_t s1 = 0;
         if (need_raw) {
             for (int64_t i = threadIdx.x; i < V; i += kThreads)
@@ -207,12 +250,12 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
             if (c.sort)
                 c.seg_begin[b] = c.seg_end[b] = 0;
             if (c.out.temperatures)
-                c.out.temperatures[b] = p.temperature;
+                c.out.temperatures[b] = temperature;
         }
         return;
     }
 
-    const float cexp = kiln_exp2_factor(p.temperature);
+    const float cexp = kiln_exp2_factor(temperature);
     const uint64_t min_p_mass =
         kiln_fgt(p.min_p, 0.0f) ? kiln_ceil_scale(p.min_p, KILN_MASS_ONE) : 0;
     const uint64_t lo = min_p_mass > 0 ? min_p_mass : 1;
@@ -247,11 +290,11 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
     }
     if (threadIdx.x == 0) {
         if (c.out.temperatures)
-            c.out.temperatures[b] = p.temperature;
+            c.out.temperatures[b] = temperature;
         kiln_dev_row r = blank_row(KILN_ROW_SAMPLE);
         r.max = m;
         r.argmax = argmax;
-        r.temperature = p.temperature;
+        r.temperature = temperature;
         r.exp2_factor = cexp;
         r.min_mass = lo;
         r.penalised = penalised;

@@ -139,6 +139,8 @@ static device_call make_call(arena *a, const kiln_sampler *s, int with_arrays, i
         p.frequency_penalty = take(a, ROWS * 4);
         p.seed = take(a, ROWS * 8);
         p.offset = take(a, ROWS * 8);
+        p.dynatemp_range = take(a, ROWS * 4);
+        p.dynatemp_exponent = take(a, ROWS * 4);
     }
     c.params = p;
     kiln_outputs o = KILN_OUTPUTS_INIT;
@@ -149,6 +151,7 @@ static device_call make_call(arena *a, const kiln_sampler *s, int with_arrays, i
     o.kept_counts = take(a, ROWS * 4);
     o.valid = take(a, ROWS);
     o.temperatures = take(a, ROWS * 4);
+    o.raw_entropy = take(a, ROWS * 4);
     c.outputs = o;
     c.workspace_size = s->workspace_bytes;
     c.workspace = take(a, c.workspace_size);

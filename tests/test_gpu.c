@@ -770,6 +770,121 @@ Test(gpu_outputs, temperatures_match_cpu, .timeout = 120)
     free_batch(&d);
 }
 
+/* Dynatemp (section 16) and the raw entropy (section 15) on the GPU: the
+ * parity batch (greedy, filtered, penalised-free, invalid rows) with a
+ * per-row dynatemp range and exponent (0 on some rows: the plain
+ * temperature), every draw, log-probability, probability, temperature and
+ * raw entropy byte for byte the CPU's. */
+Test(gpu_outputs, dynatemp_and_raw_entropy_match_cpu, .timeout = 300)
+{
+    KT_REQUIRE_GPU();
+    static const int64_t vs[] = { 111, 32000, 128256 };
+    for (size_t vi = 0; vi < 3; ++vi) {
+        const int64_t B = 13, V = vs[vi];
+        const int32_t n = 2;
+        batch_data d = make_batch(B, V, KILN_DTYPE_F32, n, 91 + vi);
+        float range[13], expo[13];
+        for (int64_t r = 0; r < B; ++r) {
+            range[r] = r % 4 == 0 ? 0.0f : 0.15f * (float)(r % 5);
+            expo[r] = 0.5f + 0.25f * (float)(r % 3);
+        }
+        kiln_batch b;
+        kiln_sampling_params p;
+        batch_views(&d, &b, &p);
+        b.history_offsets = NULL;
+        b.history_ids = NULL;
+        b.prompt_lengths = NULL;
+        p.repetition_penalty = p.presence_penalty = p.frequency_penalty = NULL;
+        p.dynatemp_range = range;
+        p.dynatemp_exponent = expo;
+        kt_sampler cpu = make_sampler(KILN_BACKEND_CPU, B, V, n);
+        kt_sampler gpu = make_sampler(KILN_BACKEND_CUDA, B, V, n);
+        const size_t draws = (size_t)(B * n), rows = (size_t)B;
+        int32_t *tok[2];
+        float *lp[2], *pr[2], *temp[2], *ent[2];
+        for (int k = 0; k < 2; ++k) {
+            tok[k] = malloc(draws * 4);
+            lp[k] = malloc(draws * 4);
+            pr[k] = malloc(rows * (size_t)V * 4);
+            temp[k] = malloc(rows * 4);
+            ent[k] = malloc(rows * 4);
+        }
+        kiln_outputs oc = KILN_OUTPUTS_INIT;
+        oc.tokens = tok[0];
+        oc.logprobs = lp[0];
+        oc.probs = pr[0];
+        oc.temperatures = temp[0];
+        oc.raw_entropy = ent[0];
+        cr_assert_eq(kiln_sample(cpu.sampler, &b, &p, &oc, cpu.workspace, cpu.workspace_size, NULL),
+                     KILN_SUCCESS, "CPU: %s", kiln_last_error());
+        /* the same call with every array on the device */
+        void *dl = dmalloc(rows * (size_t)V * 4);
+        cr_assert_eq(cudaMemcpy(dl, d.logits, rows * (size_t)V * 4, cudaMemcpyHostToDevice),
+                     cudaSuccess);
+        kiln_sampling_params pg = p;
+        void **fields[] = { (void **)&pg.temperature, (void **)&pg.top_k, (void **)&pg.top_p,
+                            (void **)&pg.min_p, (void **)&pg.dynatemp_range,
+                            (void **)&pg.dynatemp_exponent };
+        void *owned[8];
+        int n_owned = 0;
+        for (size_t f = 0; f < sizeof fields / sizeof fields[0]; ++f) {
+            void *dev = dmalloc(rows * 4);
+            cr_assert_eq(cudaMemcpy(dev, *fields[f], rows * 4, cudaMemcpyHostToDevice), cudaSuccess);
+            *fields[f] = dev;
+            owned[n_owned++] = dev;
+        }
+        void *dseed = dmalloc(rows * 8), *doff = dmalloc(rows * 8);
+        cr_assert_eq(cudaMemcpy(dseed, d.seed, rows * 8, cudaMemcpyHostToDevice), cudaSuccess);
+        cr_assert_eq(cudaMemcpy(doff, d.offset, rows * 8, cudaMemcpyHostToDevice), cudaSuccess);
+        pg.seed = dseed;
+        pg.offset = doff;
+        kiln_batch bg = b;
+        bg.logits = dl;
+        void *dtok = dmalloc(draws * 4), *dlp = dmalloc(draws * 4), *dpr = dmalloc(rows * (size_t)V * 4),
+             *dtemp = dmalloc(rows * 4), *dent = dmalloc(rows * 4);
+        kiln_outputs og = KILN_OUTPUTS_INIT;
+        og.tokens = dtok;
+        og.logprobs = dlp;
+        og.probs = dpr;
+        og.temperatures = dtemp;
+        og.raw_entropy = dent;
+        cr_assert_eq(kiln_sample(gpu.sampler, &bg, &pg, &og, gpu.workspace, gpu.workspace_size, NULL),
+                     KILN_SUCCESS, "GPU: %s", kiln_last_error());
+        cr_assert_eq(cudaMemcpy(tok[1], dtok, draws * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+        cr_assert_eq(cudaMemcpy(lp[1], dlp, draws * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+        cr_assert_eq(cudaMemcpy(pr[1], dpr, rows * (size_t)V * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+        cr_assert_eq(cudaMemcpy(temp[1], dtemp, rows * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+        cr_assert_eq(cudaMemcpy(ent[1], dent, rows * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+        for (int64_t r = 0; r < B; ++r) {
+            cr_assert_eq(memcmp(temp[0] + r, temp[1] + r, 4), 0, "V %lld row %lld: T' CPU %.9g GPU %.9g",
+                         (long long)V, (long long)r, (double)temp[0][r], (double)temp[1][r]);
+            cr_assert_eq(memcmp(ent[0] + r, ent[1] + r, 4), 0, "V %lld row %lld: raw entropy", (long long)V,
+                         (long long)r);
+            cr_assert_eq(memcmp(tok[0] + r * n, tok[1] + r * n, (size_t)n * 4), 0, "V %lld row %lld: tokens",
+                         (long long)V, (long long)r);
+            cr_assert_eq(memcmp(lp[0] + r * n, lp[1] + r * n, (size_t)n * 4), 0, "V %lld row %lld: logprobs",
+                         (long long)V, (long long)r);
+            cr_assert_eq(memcmp(pr[0] + r * V, pr[1] + r * V, (size_t)V * 4), 0, "V %lld row %lld: probs",
+                         (long long)V, (long long)r);
+        }
+        void *dev_all[] = { dl, dseed, doff, dtok, dlp, dpr, dtemp, dent };
+        for (size_t i = 0; i < sizeof dev_all / sizeof dev_all[0]; ++i)
+            kt_device_free(dev_all[i]);
+        for (int i = 0; i < n_owned; ++i)
+            kt_device_free(owned[i]);
+        for (int k = 0; k < 2; ++k) {
+            free(tok[k]);
+            free(lp[k]);
+            free(pr[k]);
+            free(temp[k]);
+            free(ent[k]);
+        }
+        free_sampler(&cpu);
+        free_sampler(&gpu);
+        free_batch(&d);
+    }
+}
+
 Test(gpu_graph, capture_and_replay_with_new_parameters, .timeout = 300)
 {
     KT_REQUIRE_GPU();
