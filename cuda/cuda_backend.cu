@@ -174,9 +174,10 @@ extern "C" void kiln_cuda_destroy(kiln_sampler *s)
     s->cuda = nullptr;
 }
 
-/* The stages of docs/semantics.md sections 1 (bias), 15, 17 and 18 that the
- * CUDA kernels do not run yet: refused rather than ignored. The mask,
- * dynatemp, the raw entropy and the temperatures output they run. */
+/* The stages of docs/semantics.md sections 1 (bias), 17 (top-N) and 18-19
+ * that the CUDA kernels do not run yet: refused rather than ignored. The
+ * mask, dynatemp, both entropies, the raw ranks and the temperatures output
+ * they run. */
 static const char *unsupported_stage(const kiln_call &call)
 {
     const kiln_batch &bt = call.batch;
@@ -187,8 +188,8 @@ static const char *unsupported_stage(const kiln_call &call)
         return "kiln_verify_drafts";
     if (bt.logit_bias_offsets)
         return "batch.logit_bias_*";
-    if (o.num_top_logprobs > 0 || o.raw_ranks || o.entropy)
-        return "top-N, rank or final entropy outputs";
+    if (o.num_top_logprobs > 0)
+        return "top-N outputs";
     return nullptr;
 }
 
@@ -265,6 +266,11 @@ extern "C" kiln_status kiln_cuda_sample(const kiln_sampler *s, const kiln_call *
     err = kiln_launch_draw(c, stream);
     if (err != cudaSuccess)
         return cuda_fail("draw kernel launch", err);
+    if (call->outputs.entropy || call->outputs.raw_ranks) {
+        err = kiln_launch_extras(c, stream);
+        if (err != cudaSuccess)
+            return cuda_fail("extras kernel launch", err);
+    }
     return KILN_SUCCESS;
 }
 

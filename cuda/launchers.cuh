@@ -26,6 +26,9 @@ cudaError_t kiln_launch_select_cut(const kiln_dev_call &c, cudaStream_t stream);
 /* draw.cu: tile sums and probabilities, then the draws. */
 cudaError_t kiln_launch_draw(const kiln_dev_call &c, cudaStream_t stream);
 
+/* extras.cu: the final entropy and the raw ranks, after the draws. */
+cudaError_t kiln_launch_extras(const kiln_dev_call &c, cudaStream_t stream);
+
 /* best_of_n.cu */
 cudaError_t kiln_launch_best_of_n(const float *scores, int64_t num_groups, int32_t n,
                                   int32_t *best, cudaStream_t stream);

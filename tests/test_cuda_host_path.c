@@ -152,6 +152,8 @@ static device_call make_call(arena *a, const kiln_sampler *s, int with_arrays, i
     o.valid = take(a, ROWS);
     o.temperatures = take(a, ROWS * 4);
     o.raw_entropy = take(a, ROWS * 4);
+    o.entropy = take(a, ROWS * 4);
+    o.raw_ranks = take(a, (size_t)ROWS * DRAWS * 4);
     c.outputs = o;
     c.workspace_size = s->workspace_bytes;
     c.workspace = take(a, c.workspace_size);

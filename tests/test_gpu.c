@@ -770,12 +770,12 @@ Test(gpu_outputs, temperatures_match_cpu, .timeout = 120)
     free_batch(&d);
 }
 
-/* Dynatemp (section 16) and the raw entropy (section 15) on the GPU: the
- * parity batch (greedy, filtered, penalised-free, invalid rows) with a
- * per-row dynatemp range and exponent (0 on some rows: the plain
- * temperature), every draw, log-probability, probability, temperature and
- * raw entropy byte for byte the CPU's. */
-Test(gpu_outputs, dynatemp_and_raw_entropy_match_cpu, .timeout = 300)
+/* Dynatemp (section 16), both entropies (section 15) and the raw ranks
+ * (section 17) on the GPU: the parity batch (greedy, filtered, invalid
+ * rows) with a per-row dynatemp range and exponent (0 on some rows: the
+ * plain temperature), every draw, log-probability, probability,
+ * temperature, entropy and rank byte for byte the CPU's. */
+Test(gpu_outputs, dynatemp_entropies_ranks_match_cpu, .timeout = 300)
 {
     KT_REQUIRE_GPU();
     static const int64_t vs[] = { 111, 32000, 128256 };
@@ -800,9 +800,11 @@ Test(gpu_outputs, dynatemp_and_raw_entropy_match_cpu, .timeout = 300)
         kt_sampler cpu = make_sampler(KILN_BACKEND_CPU, B, V, n);
         kt_sampler gpu = make_sampler(KILN_BACKEND_CUDA, B, V, n);
         const size_t draws = (size_t)(B * n), rows = (size_t)B;
-        int32_t *tok[2];
-        float *lp[2], *pr[2], *temp[2], *ent[2];
+        int32_t *tok[2], *rank[2];
+        float *lp[2], *pr[2], *temp[2], *ent[2], *fent[2];
         for (int k = 0; k < 2; ++k) {
+            rank[k] = malloc(draws * 4);
+            fent[k] = malloc(rows * 4);
             tok[k] = malloc(draws * 4);
             lp[k] = malloc(draws * 4);
             pr[k] = malloc(rows * (size_t)V * 4);
@@ -815,6 +817,8 @@ Test(gpu_outputs, dynatemp_and_raw_entropy_match_cpu, .timeout = 300)
         oc.probs = pr[0];
         oc.temperatures = temp[0];
         oc.raw_entropy = ent[0];
+        oc.entropy = fent[0];
+        oc.raw_ranks = rank[0];
         cr_assert_eq(kiln_sample(cpu.sampler, &b, &p, &oc, cpu.workspace, cpu.workspace_size, NULL),
                      KILN_SUCCESS, "CPU: %s", kiln_last_error());
         /* the same call with every array on the device */
@@ -841,13 +845,16 @@ Test(gpu_outputs, dynatemp_and_raw_entropy_match_cpu, .timeout = 300)
         kiln_batch bg = b;
         bg.logits = dl;
         void *dtok = dmalloc(draws * 4), *dlp = dmalloc(draws * 4), *dpr = dmalloc(rows * (size_t)V * 4),
-             *dtemp = dmalloc(rows * 4), *dent = dmalloc(rows * 4);
+             *dtemp = dmalloc(rows * 4), *dent = dmalloc(rows * 4), *dfent = dmalloc(rows * 4),
+             *drank = dmalloc(draws * 4);
         kiln_outputs og = KILN_OUTPUTS_INIT;
         og.tokens = dtok;
         og.logprobs = dlp;
         og.probs = dpr;
         og.temperatures = dtemp;
         og.raw_entropy = dent;
+        og.entropy = dfent;
+        og.raw_ranks = drank;
         cr_assert_eq(kiln_sample(gpu.sampler, &bg, &pg, &og, gpu.workspace, gpu.workspace_size, NULL),
                      KILN_SUCCESS, "GPU: %s", kiln_last_error());
         cr_assert_eq(cudaMemcpy(tok[1], dtok, draws * 4, cudaMemcpyDeviceToHost), cudaSuccess);
@@ -855,11 +862,17 @@ Test(gpu_outputs, dynatemp_and_raw_entropy_match_cpu, .timeout = 300)
         cr_assert_eq(cudaMemcpy(pr[1], dpr, rows * (size_t)V * 4, cudaMemcpyDeviceToHost), cudaSuccess);
         cr_assert_eq(cudaMemcpy(temp[1], dtemp, rows * 4, cudaMemcpyDeviceToHost), cudaSuccess);
         cr_assert_eq(cudaMemcpy(ent[1], dent, rows * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+        cr_assert_eq(cudaMemcpy(fent[1], dfent, rows * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+        cr_assert_eq(cudaMemcpy(rank[1], drank, draws * 4, cudaMemcpyDeviceToHost), cudaSuccess);
         for (int64_t r = 0; r < B; ++r) {
             cr_assert_eq(memcmp(temp[0] + r, temp[1] + r, 4), 0, "V %lld row %lld: T' CPU %.9g GPU %.9g",
                          (long long)V, (long long)r, (double)temp[0][r], (double)temp[1][r]);
             cr_assert_eq(memcmp(ent[0] + r, ent[1] + r, 4), 0, "V %lld row %lld: raw entropy", (long long)V,
                          (long long)r);
+            cr_assert_eq(memcmp(fent[0] + r, fent[1] + r, 4), 0, "V %lld row %lld: entropy CPU %.9g GPU %.9g",
+                         (long long)V, (long long)r, (double)fent[0][r], (double)fent[1][r]);
+            cr_assert_eq(memcmp(rank[0] + r * n, rank[1] + r * n, (size_t)n * 4), 0,
+                         "V %lld row %lld: raw ranks", (long long)V, (long long)r);
             cr_assert_eq(memcmp(tok[0] + r * n, tok[1] + r * n, (size_t)n * 4), 0, "V %lld row %lld: tokens",
                          (long long)V, (long long)r);
             cr_assert_eq(memcmp(lp[0] + r * n, lp[1] + r * n, (size_t)n * 4), 0, "V %lld row %lld: logprobs",
@@ -867,7 +880,7 @@ Test(gpu_outputs, dynatemp_and_raw_entropy_match_cpu, .timeout = 300)
             cr_assert_eq(memcmp(pr[0] + r * V, pr[1] + r * V, (size_t)V * 4), 0, "V %lld row %lld: probs",
                          (long long)V, (long long)r);
         }
-        void *dev_all[] = { dl, dseed, doff, dtok, dlp, dpr, dtemp, dent };
+        void *dev_all[] = { dl, dseed, doff, dtok, dlp, dpr, dtemp, dent, dfent, drank };
         for (size_t i = 0; i < sizeof dev_all / sizeof dev_all[0]; ++i)
             kt_device_free(dev_all[i]);
         for (int i = 0; i < n_owned; ++i)
@@ -878,6 +891,8 @@ Test(gpu_outputs, dynatemp_and_raw_entropy_match_cpu, .timeout = 300)
             free(pr[k]);
             free(temp[k]);
             free(ent[k]);
+            free(fent[k]);
+            free(rank[k]);
         }
         free_sampler(&cpu);
         free_sampler(&gpu);

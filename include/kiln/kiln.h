@@ -320,8 +320,8 @@ KILN_API kiln_status kiln_sampler_backend(const kiln_sampler *sampler, kiln_back
  *
  * CUDA backend: enqueued on `stream`, returns without waiting; no allocation,
  * no host synchronisation, no device-to-host copy, so it can be captured in a
- * CUDA graph. It runs the token mask, dynatemp, the raw entropy and the
- * temperatures output; the logit bias, top-N, ranks and the final entropy
+ * CUDA graph. It runs the token mask, dynatemp, both entropies, the raw
+ * ranks and the temperatures output; the logit bias and the top-N outputs
  * are CPU-only for now and give BACKEND_UNAVAILABLE there. CPU backend:
  * synchronous; `stream` is ignored.
  * Errors: NULL_POINTER, INVALID_SHAPE, INVALID_PARAMETER, MISALIGNED, OVERLAP,
