@@ -174,22 +174,18 @@ extern "C" void kiln_cuda_destroy(kiln_sampler *s)
     s->cuda = nullptr;
 }
 
-/* The stages of docs/semantics.md sections 1 (bias), 17 (top-N) and 18-19
- * that the CUDA kernels do not run yet: refused rather than ignored. The
- * mask, dynatemp, both entropies, the raw ranks and the temperatures output
- * they run. */
+/* The stages of docs/semantics.md sections 1 (bias) and 18-19 that the
+ * CUDA kernels do not run yet: refused rather than ignored. The mask,
+ * dynatemp and every output of sections 15-17 they run. */
 static const char *unsupported_stage(const kiln_call &call)
 {
     const kiln_batch &bt = call.batch;
-    const kiln_outputs &o = call.outputs;
     if (call.is_score)
         return "kiln_score";
     if (call.is_verify)
         return "kiln_verify_drafts";
     if (bt.logit_bias_offsets)
         return "batch.logit_bias_*";
-    if (o.num_top_logprobs > 0)
-        return "top-N outputs";
     return nullptr;
 }
 
@@ -266,7 +262,7 @@ extern "C" kiln_status kiln_cuda_sample(const kiln_sampler *s, const kiln_call *
     err = kiln_launch_draw(c, stream);
     if (err != cudaSuccess)
         return cuda_fail("draw kernel launch", err);
-    if (call->outputs.entropy || call->outputs.raw_ranks) {
+    if (call->outputs.entropy || call->outputs.raw_ranks || call->outputs.num_top_logprobs > 0) {
         err = kiln_launch_extras(c, stream);
         if (err != cudaSuccess)
             return cuda_fail("extras kernel launch", err);

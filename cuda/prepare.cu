@@ -217,7 +217,8 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
     }
     const int32_t argmax = best_slot.index;
     const float m = kiln_load<DTYPE>(c, b, penalised, argmax);
-    const bool need_raw = c.out.raw_logprobs != nullptr;
+    /* log S1 for the raw log-probabilities of the draws and of the top-N */
+    const bool need_raw = c.out.raw_logprobs != nullptr || c.out.raw_top_logprobs != nullptr;
     kiln_dev_row &row = c.row[b];
 
     /* Section 16: with dynatemp the row is sampled at T' from its raw

@@ -19,7 +19,7 @@
 #include "sampler.h"
 #include "validate.h"
 
-enum { ROWS = 7, VOCAB = 1000, DRAWS = 3, HISTORY = 16, HIDDEN = 64 };
+enum { ROWS = 7, VOCAB = 1000, DRAWS = 3, HISTORY = 16, HIDDEN = 64, TOP = 5 };
 
 /* A PROT_NONE arena handing out aligned "device" addresses. */
 typedef struct arena {
@@ -75,6 +75,7 @@ static kiln_sampler *fake_cuda_sampler(kiln_algorithm algorithm, int64_t max_hid
     cfg.max_history = HISTORY;
     cfg.algorithm = algorithm;
     cfg.max_hidden = max_hidden;
+    cfg.max_top_logprobs = TOP;
     kiln_sampler *s = calloc(1, sizeof *s);
     cr_assert_not_null(s);
     cr_assert_eq(kiln_validate_config(&cfg, &s->config), KILN_SUCCESS, "%s", kiln_last_error());
@@ -154,6 +155,11 @@ static device_call make_call(arena *a, const kiln_sampler *s, int with_arrays, i
     o.raw_entropy = take(a, ROWS * 4);
     o.entropy = take(a, ROWS * 4);
     o.raw_ranks = take(a, (size_t)ROWS * DRAWS * 4);
+    o.num_top_logprobs = TOP;
+    o.raw_top_ids = take(a, ROWS * TOP * 4);
+    o.raw_top_logprobs = take(a, ROWS * TOP * 4);
+    o.final_top_ids = take(a, ROWS * TOP * 4);
+    o.final_top_logprobs = take(a, ROWS * TOP * 4);
     c.outputs = o;
     c.workspace_size = s->workspace_bytes;
     c.workspace = take(a, c.workspace_size);

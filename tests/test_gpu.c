@@ -251,6 +251,7 @@ static kt_sampler make_sampler_with(kiln_backend backend, kiln_algorithm alg, in
     cfg.max_vocab = V;
     cfg.max_samples = n;
     cfg.max_history = 64;
+    cfg.max_top_logprobs = 16;
     kt_sampler s = { NULL, NULL, 0, backend };
     cr_assert_eq(kiln_sampler_create(&cfg, &s.sampler), KILN_SUCCESS, "%s", kiln_last_error());
     cr_assert_eq(kiln_sampler_workspace_size(s.sampler, &s.workspace_size), KILN_SUCCESS);
@@ -770,16 +771,17 @@ Test(gpu_outputs, temperatures_match_cpu, .timeout = 120)
     free_batch(&d);
 }
 
-/* Dynatemp (section 16), both entropies (section 15) and the raw ranks
- * (section 17) on the GPU: the parity batch (greedy, filtered, invalid
- * rows) with a per-row dynatemp range and exponent (0 on some rows: the
- * plain temperature), every draw, log-probability, probability,
- * temperature, entropy and rank byte for byte the CPU's. */
-Test(gpu_outputs, dynatemp_entropies_ranks_match_cpu, .timeout = 300)
+/* Dynatemp (section 16), both entropies (section 15), the raw ranks and
+ * the raw and final top-7 (section 17) on the GPU: the parity batch
+ * (greedy, filtered, tied, invalid rows) with a per-row dynatemp range and
+ * exponent (0 on some rows: the plain temperature), every draw,
+ * log-probability, probability, temperature, entropy, rank and top-N id
+ * and log-probability byte for byte the CPU's; V = 5 pads the top-7. */
+Test(gpu_outputs, dynatemp_entropies_ranks_top_n_match_cpu, .timeout = 300)
 {
     KT_REQUIRE_GPU();
-    static const int64_t vs[] = { 111, 32000, 128256 };
-    for (size_t vi = 0; vi < 3; ++vi) {
+    static const int64_t vs[] = { 5, 111, 32000, 128256 };
+    for (size_t vi = 0; vi < 4; ++vi) {
         const int64_t B = 13, V = vs[vi];
         const int32_t n = 2;
         batch_data d = make_batch(B, V, KILN_DTYPE_F32, n, 91 + vi);
@@ -800,9 +802,14 @@ Test(gpu_outputs, dynatemp_entropies_ranks_match_cpu, .timeout = 300)
         kt_sampler cpu = make_sampler(KILN_BACKEND_CPU, B, V, n);
         kt_sampler gpu = make_sampler(KILN_BACKEND_CUDA, B, V, n);
         const size_t draws = (size_t)(B * n), rows = (size_t)B;
-        int32_t *tok[2], *rank[2];
-        float *lp[2], *pr[2], *temp[2], *ent[2], *fent[2];
+        enum { TOPN = 7 };
+        int32_t *tok[2], *rank[2], *rtid[2], *ftid[2];
+        float *lp[2], *pr[2], *temp[2], *ent[2], *fent[2], *rtlp[2], *ftlp[2];
         for (int k = 0; k < 2; ++k) {
+            rtid[k] = malloc(rows * TOPN * 4);
+            ftid[k] = malloc(rows * TOPN * 4);
+            rtlp[k] = malloc(rows * TOPN * 4);
+            ftlp[k] = malloc(rows * TOPN * 4);
             rank[k] = malloc(draws * 4);
             fent[k] = malloc(rows * 4);
             tok[k] = malloc(draws * 4);
@@ -819,6 +826,11 @@ Test(gpu_outputs, dynatemp_entropies_ranks_match_cpu, .timeout = 300)
         oc.raw_entropy = ent[0];
         oc.entropy = fent[0];
         oc.raw_ranks = rank[0];
+        oc.num_top_logprobs = TOPN;
+        oc.raw_top_ids = rtid[0];
+        oc.raw_top_logprobs = rtlp[0];
+        oc.final_top_ids = ftid[0];
+        oc.final_top_logprobs = ftlp[0];
         cr_assert_eq(kiln_sample(cpu.sampler, &b, &p, &oc, cpu.workspace, cpu.workspace_size, NULL),
                      KILN_SUCCESS, "CPU: %s", kiln_last_error());
         /* the same call with every array on the device */
@@ -846,7 +858,9 @@ Test(gpu_outputs, dynatemp_entropies_ranks_match_cpu, .timeout = 300)
         bg.logits = dl;
         void *dtok = dmalloc(draws * 4), *dlp = dmalloc(draws * 4), *dpr = dmalloc(rows * (size_t)V * 4),
              *dtemp = dmalloc(rows * 4), *dent = dmalloc(rows * 4), *dfent = dmalloc(rows * 4),
-             *drank = dmalloc(draws * 4);
+             *drank = dmalloc(draws * 4), *drtid = dmalloc(rows * TOPN * 4),
+             *drtlp = dmalloc(rows * TOPN * 4), *dftid = dmalloc(rows * TOPN * 4),
+             *dftlp = dmalloc(rows * TOPN * 4);
         kiln_outputs og = KILN_OUTPUTS_INIT;
         og.tokens = dtok;
         og.logprobs = dlp;
@@ -855,6 +869,11 @@ Test(gpu_outputs, dynatemp_entropies_ranks_match_cpu, .timeout = 300)
         og.raw_entropy = dent;
         og.entropy = dfent;
         og.raw_ranks = drank;
+        og.num_top_logprobs = TOPN;
+        og.raw_top_ids = drtid;
+        og.raw_top_logprobs = drtlp;
+        og.final_top_ids = dftid;
+        og.final_top_logprobs = dftlp;
         cr_assert_eq(kiln_sample(gpu.sampler, &bg, &pg, &og, gpu.workspace, gpu.workspace_size, NULL),
                      KILN_SUCCESS, "GPU: %s", kiln_last_error());
         cr_assert_eq(cudaMemcpy(tok[1], dtok, draws * 4, cudaMemcpyDeviceToHost), cudaSuccess);
@@ -864,6 +883,10 @@ Test(gpu_outputs, dynatemp_entropies_ranks_match_cpu, .timeout = 300)
         cr_assert_eq(cudaMemcpy(ent[1], dent, rows * 4, cudaMemcpyDeviceToHost), cudaSuccess);
         cr_assert_eq(cudaMemcpy(fent[1], dfent, rows * 4, cudaMemcpyDeviceToHost), cudaSuccess);
         cr_assert_eq(cudaMemcpy(rank[1], drank, draws * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+        cr_assert_eq(cudaMemcpy(rtid[1], drtid, rows * TOPN * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+        cr_assert_eq(cudaMemcpy(rtlp[1], drtlp, rows * TOPN * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+        cr_assert_eq(cudaMemcpy(ftid[1], dftid, rows * TOPN * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+        cr_assert_eq(cudaMemcpy(ftlp[1], dftlp, rows * TOPN * 4, cudaMemcpyDeviceToHost), cudaSuccess);
         for (int64_t r = 0; r < B; ++r) {
             cr_assert_eq(memcmp(temp[0] + r, temp[1] + r, 4), 0, "V %lld row %lld: T' CPU %.9g GPU %.9g",
                          (long long)V, (long long)r, (double)temp[0][r], (double)temp[1][r]);
@@ -873,6 +896,14 @@ Test(gpu_outputs, dynatemp_entropies_ranks_match_cpu, .timeout = 300)
                          (long long)V, (long long)r, (double)fent[0][r], (double)fent[1][r]);
             cr_assert_eq(memcmp(rank[0] + r * n, rank[1] + r * n, (size_t)n * 4), 0,
                          "V %lld row %lld: raw ranks", (long long)V, (long long)r);
+            cr_assert_eq(memcmp(rtid[0] + r * TOPN, rtid[1] + r * TOPN, TOPN * 4), 0,
+                         "V %lld row %lld: raw top ids", (long long)V, (long long)r);
+            cr_assert_eq(memcmp(rtlp[0] + r * TOPN, rtlp[1] + r * TOPN, TOPN * 4), 0,
+                         "V %lld row %lld: raw top logprobs", (long long)V, (long long)r);
+            cr_assert_eq(memcmp(ftid[0] + r * TOPN, ftid[1] + r * TOPN, TOPN * 4), 0,
+                         "V %lld row %lld: final top ids", (long long)V, (long long)r);
+            cr_assert_eq(memcmp(ftlp[0] + r * TOPN, ftlp[1] + r * TOPN, TOPN * 4), 0,
+                         "V %lld row %lld: final top logprobs", (long long)V, (long long)r);
             cr_assert_eq(memcmp(tok[0] + r * n, tok[1] + r * n, (size_t)n * 4), 0, "V %lld row %lld: tokens",
                          (long long)V, (long long)r);
             cr_assert_eq(memcmp(lp[0] + r * n, lp[1] + r * n, (size_t)n * 4), 0, "V %lld row %lld: logprobs",
@@ -880,7 +911,8 @@ Test(gpu_outputs, dynatemp_entropies_ranks_match_cpu, .timeout = 300)
             cr_assert_eq(memcmp(pr[0] + r * V, pr[1] + r * V, (size_t)V * 4), 0, "V %lld row %lld: probs",
                          (long long)V, (long long)r);
         }
-        void *dev_all[] = { dl, dseed, doff, dtok, dlp, dpr, dtemp, dent, dfent, drank };
+        void *dev_all[] = { dl, dseed, doff, dtok, dlp, dpr, dtemp, dent, dfent, drank, drtid, drtlp,
+                            dftid, dftlp };
         for (size_t i = 0; i < sizeof dev_all / sizeof dev_all[0]; ++i)
             kt_device_free(dev_all[i]);
         for (int i = 0; i < n_owned; ++i)
@@ -893,6 +925,10 @@ Test(gpu_outputs, dynatemp_entropies_ranks_match_cpu, .timeout = 300)
             free(ent[k]);
             free(fent[k]);
             free(rank[k]);
+            free(rtid[k]);
+            free(rtlp[k]);
+            free(ftid[k]);
+            free(ftlp[k]);
         }
         free_sampler(&cpu);
         free_sampler(&gpu);
