@@ -174,14 +174,12 @@ extern "C" void kiln_cuda_destroy(kiln_sampler *s)
     s->cuda = nullptr;
 }
 
-/* The stages of docs/semantics.md sections 1 (bias) and 18-19 that the
- * CUDA kernels do not run yet: refused rather than ignored. The mask,
- * dynatemp and every output of sections 15-17 they run. */
+/* The stages of docs/semantics.md sections 1 (bias) and 19 that the CUDA
+ * kernels do not run yet: refused rather than ignored. The mask, dynatemp,
+ * every output of sections 15-17 and kiln_score they run. */
 static const char *unsupported_stage(const kiln_call &call)
 {
     const kiln_batch &bt = call.batch;
-    if (call.is_score)
-        return "kiln_score";
     if (call.is_verify)
         return "kiln_verify_drafts";
     if (bt.logit_bias_offsets)
@@ -215,6 +213,11 @@ extern "C" kiln_status kiln_cuda_sample(const kiln_sampler *s, const kiln_call *
     c.max_history = s->config.max_history;
     c.allowed_mask = bt.allowed_mask;
     c.allowed_mask_stride = bt.allowed_mask_stride;
+    c.is_score = call->is_score;
+    c.targets = call->targets;
+    c.num_targets = call->num_targets;
+    c.target_logprobs = call->target_logprobs;
+    c.target_ranks = call->target_ranks;
     c.params = p;
     c.out = call->outputs;
     c.row = (kiln_dev_row *)(ws + l.row);
@@ -225,8 +228,9 @@ extern "C" kiln_status kiln_cuda_sample(const kiln_sampler *s, const kiln_call *
     /* A cut kernel runs unless the host can see that no row uses top-k or
      * top-p. AUTO is the select path: it reads each row a few times from
      * cache where the sort writes and re-reads 16 bytes per token. */
-    c.order = p.top_k != nullptr || kiln_effective_top_k(p.top_k_all, bt.vocab_size) < bt.vocab_size ||
-              p.top_p != nullptr || p.top_p_all < 1.0f;
+    c.order = !call->is_score &&
+              (p.top_k != nullptr || kiln_effective_top_k(p.top_k_all, bt.vocab_size) < bt.vocab_size ||
+               p.top_p != nullptr || p.top_p_all < 1.0f);
     c.sort = c.order && s->config.algorithm == KILN_ALGORITHM_SORT;
     const bool sort_buffers = s->config.algorithm == KILN_ALGORITHM_SORT;
     c.keys[0] = sort_buffers ? (uint32_t *)(ws + l.keys0) : nullptr;
@@ -259,10 +263,13 @@ extern "C" kiln_status kiln_cuda_sample(const kiln_sampler *s, const kiln_call *
         if (err != cudaSuccess)
             return cuda_fail("radix-select cut kernel launch", err);
     }
-    err = kiln_launch_draw(c, stream);
-    if (err != cudaSuccess)
-        return cuda_fail("draw kernel launch", err);
-    if (call->outputs.entropy || call->outputs.raw_ranks || call->outputs.num_top_logprobs > 0) {
+    if (!call->is_score) { /* kiln_score draws nothing */
+        err = kiln_launch_draw(c, stream);
+        if (err != cudaSuccess)
+            return cuda_fail("draw kernel launch", err);
+    }
+    if (call->is_score || call->outputs.entropy || call->outputs.raw_ranks ||
+        call->outputs.num_top_logprobs > 0) {
         err = kiln_launch_extras(c, stream);
         if (err != cudaSuccess)
             return cuda_fail("extras kernel launch", err);

@@ -46,6 +46,12 @@ struct kiln_dev_call {
     int64_t max_history;
     const int32_t *allowed_mask; /* [rows, allowed_mask_stride] words, or NULL */
     int64_t allowed_mask_stride;
+    /* kiln_score (is_score): rows are read at T = 1 with no draws */
+    int is_score;
+    const int32_t *targets; /* [rows, num_targets] */
+    int32_t num_targets;
+    float *target_logprobs;
+    int32_t *target_ranks;
     kiln_sampling_params params;
     /* outputs */
     kiln_outputs out;

@@ -115,6 +115,20 @@ __device__ uint64_t block_sum(uint64_t v, reduce_u64::TempStorage &tmp, uint64_t
     return s;
 }
 
+/* 1 + the tokens of row b before token t in canonical order (key, then id). */
+template <int DTYPE>
+__device__ int32_t rank_in_row(const kiln_dev_call &c, int64_t b, int penalised, int64_t t,
+                               reduce_u64::TempStorage &tmp, uint64_t &slot)
+{
+    const uint32_t kt = kiln_order_key(kiln_load<DTYPE>(c, b, penalised, t));
+    uint64_t before = 0;
+    for (int64_t i = threadIdx.x; i < c.vocab; i += kThreads) {
+        const uint32_t k = kiln_order_key(kiln_load<DTYPE>(c, b, penalised, i));
+        before += k > kt || (k == kt && i < t);
+    }
+    return (int32_t)(1 + block_sum(before, tmp, slot));
+}
+
 template <int DTYPE>
 __global__ void __launch_bounds__(kThreads) extras_kernel(const kiln_dev_call c)
 {
@@ -126,7 +140,31 @@ __global__ void __launch_bounds__(kThreads) extras_kernel(const kiln_dev_call c)
     const int64_t V = c.vocab, n = c.num_samples;
     const int N = c.out.num_top_logprobs;
     const float nan = __int_as_float(0x7FC00000), neg_inf = __int_as_float(0xFF800000);
-    if (row.status == KILN_ROW_INVALID) {
+    const int64_t K = c.is_score ? c.num_targets : 0;
+    const int32_t *targets = c.is_score ? c.targets + b * K : nullptr;
+    bool invalid = row.status == KILN_ROW_INVALID;
+    if (c.is_score && !invalid) {
+        /* a device-resident target outside [0, V) and not -1 makes the row invalid */
+        int bad = 0;
+        for (int64_t j = threadIdx.x; j < K; j += kThreads)
+            bad |= targets[j] < -1 || targets[j] >= V;
+        invalid = __syncthreads_or(bad);
+    }
+    if (invalid) {
+        if (c.is_score) {
+            for (int64_t j = threadIdx.x; j < K; j += kThreads) {
+                if (c.target_logprobs)
+                    c.target_logprobs[b * K + j] = nan;
+                if (c.target_ranks)
+                    c.target_ranks[b * K + j] = 0;
+            }
+            if (threadIdx.x == 0) {
+                if (c.out.raw_entropy)
+                    c.out.raw_entropy[b] = nan;
+                if (c.out.valid)
+                    c.out.valid[b] = 0;
+            }
+        }
         if (c.out.entropy && threadIdx.x == 0)
             c.out.entropy[b] = nan;
         if (c.out.raw_ranks)
@@ -170,6 +208,32 @@ __global__ void __launch_bounds__(kThreads) extras_kernel(const kiln_dev_call c)
                              : kiln_logprob(x, row.max, row.temperature, row.log_s);
         }
     }
+    if (c.is_score) {
+        /* each target's raw log-probability and rank (-1: NaN and 0) */
+        for (int64_t j = 0; j < K; ++j) {
+            const int32_t t = targets[j];
+            if (t < 0) {
+                if (threadIdx.x == 0) {
+                    if (c.target_logprobs)
+                        c.target_logprobs[b * K + j] = nan;
+                    if (c.target_ranks)
+                        c.target_ranks[b * K + j] = 0;
+                }
+                continue;
+            }
+            if (c.target_ranks) {
+                const int32_t rank = rank_in_row<DTYPE>(c, b, row.penalised, t, tmp, slot);
+                if (threadIdx.x == 0)
+                    c.target_ranks[b * K + j] = rank;
+            }
+            if (c.target_logprobs && threadIdx.x == 0)
+                c.target_logprobs[b * K + j] = kiln_logprob(
+                    kiln_load<DTYPE>(c, b, row.penalised, t), row.max, 1.0f, row.log_s1);
+        }
+        if (c.out.valid && threadIdx.x == 0)
+            c.out.valid[b] = 1;
+        return;
+    }
     if (c.out.entropy) {
         /* S and E = sum w d over the kept set at the row's temperature, E as
          * its terms' high and low 32-bit halves (each term is below 2^63) */
@@ -203,16 +267,10 @@ __global__ void __launch_bounds__(kThreads) extras_kernel(const kiln_dev_call c)
                     c.out.raw_ranks[b * n + j] = 1;
                 continue;
             }
-            const int64_t t = c.out.tokens[b * n + j];
-            const uint32_t kt = kiln_order_key(kiln_load<DTYPE>(c, b, row.penalised, t));
-            uint64_t before = 0;
-            for (int64_t i = threadIdx.x; i < V; i += kThreads) {
-                const uint32_t k = kiln_order_key(kiln_load<DTYPE>(c, b, row.penalised, i));
-                before += k > kt || (k == kt && i < t);
-            }
-            before = block_sum(before, tmp, slot);
+            const int32_t rank = rank_in_row<DTYPE>(c, b, row.penalised, c.out.tokens[b * n + j],
+                                                    tmp, slot);
             if (threadIdx.x == 0)
-                c.out.raw_ranks[b * n + j] = (int32_t)(1 + before);
+                c.out.raw_ranks[b * n + j] = rank;
         }
     }
 }

@@ -218,16 +218,19 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
     const int32_t argmax = best_slot.index;
     const float m = kiln_load<DTYPE>(c, b, penalised, argmax);
     /* log S1 for the raw log-probabilities of the draws and of the top-N */
-    const bool need_raw = c.out.raw_logprobs != nullptr || c.out.raw_top_logprobs != nullptr;
+    const bool need_raw = c.out.raw_logprobs != nullptr || c.out.raw_top_logprobs != nullptr ||
+                          (c.is_score && c.target_logprobs != nullptr);
     kiln_dev_row &row = c.row[b];
 
     /* Section 16: with dynatemp the row is sampled at T' from its raw
      * entropy; the raw entropy output needs the same sums. */
-    float temperature = p.temperature;
-    if (kiln_dynatemp_on(&p) || c.out.raw_entropy) {
+    /* kiln_score reads the raw distribution only: a greedy row to the kernels */
+    float temperature = c.is_score ? 0.0f : p.temperature;
+    const bool dynatemp = !c.is_score && kiln_dynatemp_on(&p);
+    if (dynatemp || c.out.raw_entropy) {
         int64_t n1 = 0;
         const double h = raw_entropy<DTYPE>(c, b, penalised, m, tmp, slot, &n1);
-        if (kiln_dynatemp_on(&p))
+        if (dynatemp)
             temperature = kiln_dynatemp(p.temperature, p.dynatemp_range, p.dynatemp_exponent, h, n1);
         if (c.out.raw_entropy && threadIdx.x == 0)
             c.out.raw_entropy[b] = kiln_f64_to_f32(h);

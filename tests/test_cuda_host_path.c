@@ -245,3 +245,30 @@ Test(cuda_host_path, best_of_n_reads_no_device_memory)
     arena_free(&a);
     free_fake(s);
 }
+
+Test(cuda_host_path, score_reads_no_device_memory)
+{
+    for (int arrays = 0; arrays < 2; ++arrays)
+        for (int history = 0; history < 2; ++history) {
+            kiln_sampler *s = fake_cuda_sampler(KILN_ALGORITHM_AUTO, 0);
+            arena a = arena_make((size_t)1 << 30);
+            device_call c = make_call(&a, s, arrays, history);
+            enum { K = 4 };
+            const int32_t *targets = take(&a, ROWS * K * 4);
+            kiln_score_outputs so = KILN_SCORE_OUTPUTS_INIT;
+            so.logprobs = take(&a, ROWS * K * 4);
+            so.ranks = take(&a, ROWS * K * 4);
+            so.num_top_logprobs = TOP;
+            so.top_ids = take(&a, ROWS * TOP * 4);
+            so.top_logprobs = take(&a, ROWS * TOP * 4);
+            so.entropy = take(&a, ROWS * 4);
+            so.valid = take(&a, ROWS);
+            kiln_batch b = c.batch;
+            b.num_samples = 1;
+            expect_cuda_failure(kiln_score(s, &b, &c.params, targets, K, &so, c.workspace,
+                                           c.workspace_size, NULL),
+                                "kiln_score");
+            arena_free(&a);
+            free_fake(s);
+        }
+}

@@ -936,6 +936,129 @@ Test(gpu_outputs, dynatemp_entropies_ranks_top_n_match_cpu, .timeout = 300)
     }
 }
 
+/* A device copy of host memory, remembered in `owned` for freeing. */
+static void *to_dev(const void *host, size_t bytes, void **owned, int *n_owned)
+{
+    void *d = dmalloc(bytes ? bytes : 1);
+    cr_assert_eq(cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice), cudaSuccess);
+    owned[(*n_owned)++] = d;
+    return d;
+}
+
+/* kiln_score on the GPU (section 18): the parity batch with its histories
+ * and penalties and a random mask, targets mixing ids and -1 padding; every
+ * log-probability, rank, raw top-5 id and log-probability, entropy and
+ * valid flag byte for byte the CPU's; then a device-resident target of V
+ * in one row makes that row invalid and leaves the others' bytes alone. */
+Test(gpu_score, matches_cpu, .timeout = 300)
+{
+    KT_REQUIRE_GPU();
+    static const int64_t vs[] = { 5, 111, 32000 };
+    for (size_t vi = 0; vi < 3; ++vi) {
+        enum { B = 13, K = 6, TOPN = 5 };
+        const int64_t V = vs[vi], words = (V + 31) / 32;
+        batch_data d = make_batch(B, V, KILN_DTYPE_F32, 1, 501 + vi);
+        kiln_batch b;
+        kiln_sampling_params p;
+        batch_views(&d, &b, &p);
+        int32_t *mask = malloc((size_t)(B * words) * 4), targets[B * K];
+        ks_rng rng = { 77 + vi };
+        for (int64_t i = 0; i < B * words; ++i)
+            mask[i] = (int32_t)(uint32_t)(ks_rng_u64(&rng) | ks_rng_u64(&rng));
+        for (int i = 0; i < B * K; ++i)
+            targets[i] = i % 5 == 4 ? -1 : (int32_t)(ks_rng_u64(&rng) % (uint64_t)V);
+        b.allowed_mask = mask;
+        kt_sampler cpu = make_sampler(KILN_BACKEND_CPU, B, V, 1);
+        kt_sampler gpu = make_sampler(KILN_BACKEND_CUDA, B, V, 1);
+        float lp[2][B * K], tlp[2][B * TOPN], ent[2][B];
+        int32_t rk[2][B * K], tid[2][B * TOPN];
+        uint8_t val[2][B];
+        kiln_score_outputs so = KILN_SCORE_OUTPUTS_INIT;
+        so.logprobs = lp[0];
+        so.ranks = rk[0];
+        so.num_top_logprobs = TOPN;
+        so.top_ids = tid[0];
+        so.top_logprobs = tlp[0];
+        so.entropy = ent[0];
+        so.valid = val[0];
+        cr_assert_eq(kiln_score(cpu.sampler, &b, &p, targets, K, &so, cpu.workspace,
+                                cpu.workspace_size, NULL),
+                     KILN_SUCCESS, "CPU: %s", kiln_last_error());
+        for (int bad = 0; bad < 2; ++bad) {
+            void *owned[32];
+            int n_owned = 0;
+            const size_t rows = B;
+            kiln_batch bg = b;
+            bg.logits = to_dev(d.logits, rows * (size_t)V * 4, owned, &n_owned);
+            bg.history_offsets = to_dev(d.hist_off, (rows + 1) * 8, owned, &n_owned);
+            bg.history_ids = to_dev(d.hist_ids, (size_t)d.hist_off[B] * 4 + 4, owned, &n_owned);
+            bg.prompt_lengths = to_dev(d.prompt, rows * 4, owned, &n_owned);
+            bg.allowed_mask = to_dev(mask, (size_t)(B * words) * 4, owned, &n_owned);
+            kiln_sampling_params pg = p;
+            pg.temperature = to_dev(d.temperature, rows * 4, owned, &n_owned);
+            pg.top_k = to_dev(d.top_k, rows * 4, owned, &n_owned);
+            pg.top_p = to_dev(d.top_p, rows * 4, owned, &n_owned);
+            pg.min_p = to_dev(d.min_p, rows * 4, owned, &n_owned);
+            pg.repetition_penalty = to_dev(d.repetition, rows * 4, owned, &n_owned);
+            pg.presence_penalty = to_dev(d.presence, rows * 4, owned, &n_owned);
+            pg.frequency_penalty = to_dev(d.frequency, rows * 4, owned, &n_owned);
+            pg.seed = to_dev(d.seed, rows * 8, owned, &n_owned);
+            pg.offset = to_dev(d.offset, rows * 8, owned, &n_owned);
+            int32_t tg[B * K];
+            memcpy(tg, targets, sizeof tg);
+            if (bad)
+                tg[4 * K + 1] = (int32_t)V;
+            const int32_t *dtg = to_dev(tg, sizeof tg, owned, &n_owned);
+            kiln_score_outputs sg = KILN_SCORE_OUTPUTS_INIT;
+            sg.logprobs = dmalloc(sizeof lp[1]);
+            sg.ranks = dmalloc(sizeof rk[1]);
+            sg.num_top_logprobs = TOPN;
+            sg.top_ids = dmalloc(sizeof tid[1]);
+            sg.top_logprobs = dmalloc(sizeof tlp[1]);
+            sg.entropy = dmalloc(sizeof ent[1]);
+            sg.valid = dmalloc(sizeof val[1]);
+            cr_assert_eq(kiln_score(gpu.sampler, &bg, &pg, dtg, K, &sg, gpu.workspace,
+                                    gpu.workspace_size, NULL),
+                         KILN_SUCCESS, "GPU: %s", kiln_last_error());
+            cr_assert_eq(cudaMemcpy(lp[1], sg.logprobs, sizeof lp[1], cudaMemcpyDeviceToHost), cudaSuccess);
+            cr_assert_eq(cudaMemcpy(rk[1], sg.ranks, sizeof rk[1], cudaMemcpyDeviceToHost), cudaSuccess);
+            cr_assert_eq(cudaMemcpy(tid[1], sg.top_ids, sizeof tid[1], cudaMemcpyDeviceToHost), cudaSuccess);
+            cr_assert_eq(cudaMemcpy(tlp[1], sg.top_logprobs, sizeof tlp[1], cudaMemcpyDeviceToHost),
+                         cudaSuccess);
+            cr_assert_eq(cudaMemcpy(ent[1], sg.entropy, sizeof ent[1], cudaMemcpyDeviceToHost), cudaSuccess);
+            cr_assert_eq(cudaMemcpy(val[1], sg.valid, sizeof val[1], cudaMemcpyDeviceToHost), cudaSuccess);
+            for (int r = 0; r < B; ++r) {
+                if (bad && r == 4) {
+                    cr_assert_eq(val[1][r], 0, "a bad device target makes its row invalid");
+                    cr_assert(ent[1][r] != ent[1][r] && lp[1][r * K] != lp[1][r * K]);
+                    cr_assert_eq(tid[1][r * TOPN], -1);
+                    continue;
+                }
+                cr_assert_eq(val[1][r], val[0][r], "V %lld row %d: valid", (long long)V, r);
+                cr_assert_eq(memcmp(lp[0] + r * K, lp[1] + r * K, K * 4), 0, "V %lld row %d: logprobs",
+                             (long long)V, r);
+                cr_assert_eq(memcmp(rk[0] + r * K, rk[1] + r * K, K * 4), 0, "V %lld row %d: ranks",
+                             (long long)V, r);
+                cr_assert_eq(memcmp(tid[0] + r * TOPN, tid[1] + r * TOPN, TOPN * 4), 0,
+                             "V %lld row %d: top ids", (long long)V, r);
+                cr_assert_eq(memcmp(tlp[0] + r * TOPN, tlp[1] + r * TOPN, TOPN * 4), 0,
+                             "V %lld row %d: top logprobs", (long long)V, r);
+                cr_assert_eq(memcmp(ent[0] + r, ent[1] + r, 4), 0, "V %lld row %d: entropy",
+                             (long long)V, r);
+            }
+            void *outs[] = { sg.logprobs, sg.ranks, sg.top_ids, sg.top_logprobs, sg.entropy, sg.valid };
+            for (size_t i = 0; i < sizeof outs / sizeof outs[0]; ++i)
+                kt_device_free(outs[i]);
+            for (int i = 0; i < n_owned; ++i)
+                kt_device_free(owned[i]);
+        }
+        free(mask);
+        free_sampler(&cpu);
+        free_sampler(&gpu);
+        free_batch(&d);
+    }
+}
+
 Test(gpu_graph, capture_and_replay_with_new_parameters, .timeout = 300)
 {
     KT_REQUIRE_GPU();

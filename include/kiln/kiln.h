@@ -377,7 +377,7 @@ typedef struct kiln_score_outputs {
  * Same validity, bad-input and stream rules as kiln_sample; a device-resident
  * target outside [0, V) makes its row invalid on the CUDA backend.
  * Errors: NULL_POINTER, INVALID_SHAPE, INVALID_PARAMETER, MISALIGNED, OVERLAP,
- * WORKSPACE_TOO_SMALL, BACKEND_UNAVAILABLE (the CUDA backend, for now), CUDA. */
+ * WORKSPACE_TOO_SMALL, CUDA. */
 KILN_API kiln_status kiln_score(kiln_sampler *sampler, const kiln_batch *batch,
                                 const kiln_sampling_params *params, const int32_t *targets,
                                 int32_t num_targets, const kiln_score_outputs *outputs,
