@@ -51,8 +51,10 @@ layout make_layout(const kiln_config &cfg, const cuda_state &st)
     };
     l.row = take(rows * sizeof(kiln_dev_row));
     l.tile_sums = take(rows * (size_t)st.tiles * 8);
+    /* xbuf holds the rows the logit bias or the penalties edit; any call
+     * may bring a bias, so it is always there (marks only with histories) */
     const bool history = cfg.max_history > 0;
-    l.xbuf = history ? take(per_row_tokens) : 0;
+    l.xbuf = take(per_row_tokens);
     l.marks = history ? take(per_row_tokens) : 0;
     /* only the sort algorithm needs the key/id buffers */
     const bool sort = cfg.algorithm == KILN_ALGORITHM_SORT;
@@ -174,16 +176,12 @@ extern "C" void kiln_cuda_destroy(kiln_sampler *s)
     s->cuda = nullptr;
 }
 
-/* The stages of docs/semantics.md sections 1 (bias) and 19 that the CUDA
- * kernels do not run yet: refused rather than ignored. The mask, dynatemp,
- * every output of sections 15-17 and kiln_score they run. */
+/* What the CUDA kernels do not run yet (docs/semantics.md section 19):
+ * refused rather than ignored. */
 static const char *unsupported_stage(const kiln_call &call)
 {
-    const kiln_batch &bt = call.batch;
     if (call.is_verify)
         return "kiln_verify_drafts";
-    if (bt.logit_bias_offsets)
-        return "batch.logit_bias_*";
     return nullptr;
 }
 
@@ -213,6 +211,9 @@ extern "C" kiln_status kiln_cuda_sample(const kiln_sampler *s, const kiln_call *
     c.max_history = s->config.max_history;
     c.allowed_mask = bt.allowed_mask;
     c.allowed_mask_stride = bt.allowed_mask_stride;
+    c.bias_offsets = bt.logit_bias_offsets;
+    c.bias_ids = bt.logit_bias_ids;
+    c.bias_values = bt.logit_bias_values;
     c.is_score = call->is_score;
     c.targets = call->targets;
     c.num_targets = call->num_targets;
@@ -223,7 +224,7 @@ extern "C" kiln_status kiln_cuda_sample(const kiln_sampler *s, const kiln_call *
     c.row = (kiln_dev_row *)(ws + l.row);
     c.tile_sums = (uint64_t *)(ws + l.tile_sums);
     c.tiles = (bt.vocab_size + KILN_TILE - 1) / KILN_TILE;
-    c.xbuf = s->config.max_history > 0 ? (float *)(ws + l.xbuf) : nullptr;
+    c.xbuf = (float *)(ws + l.xbuf);
     c.marks = s->config.max_history > 0 ? (uint32_t *)(ws + l.marks) : nullptr;
     /* A cut kernel runs unless the host can see that no row uses top-k or
      * top-p. AUTO is the select path: it reads each row a few times from

@@ -25,7 +25,7 @@ struct kiln_dev_row {
     float temperature;
     int32_t argmax;
     int32_t status;     /* kiln_row_status */
-    int32_t penalised;  /* the row lives in xbuf as f32 */
+    int32_t penalised;  /* the row lives in xbuf as f32 (bias or penalties applied) */
     int32_t need_order; /* top-k or top-p active: kept set ends at the cut */
     int32_t top_k;      /* effective k in [1, V] */
     float top_p;
@@ -46,6 +46,9 @@ struct kiln_dev_call {
     int64_t max_history;
     const int32_t *allowed_mask; /* [rows, allowed_mask_stride] words, or NULL */
     int64_t allowed_mask_stride;
+    const int64_t *bias_offsets; /* logit bias, CSR [rows + 1], or NULL */
+    const int32_t *bias_ids;
+    const float *bias_values;
     /* kiln_score (is_score): rows are read at T = 1 with no draws */
     int is_score;
     const int32_t *targets; /* [rows, num_targets] */
@@ -59,7 +62,7 @@ struct kiln_dev_call {
     kiln_dev_row *row;
     uint64_t *tile_sums; /* [rows, tiles] kept mass per tile */
     int64_t tiles;       /* tiles per row */
-    float *xbuf;         /* [rows, V] penalised rows (NULL without histories) */
+    float *xbuf;         /* [rows, V] edited rows: logit bias or penalties applied */
     uint32_t *marks;     /* [rows, V] history bookkeeping (NULL without histories) */
     int order;           /* some row may use top-k or top-p: a cut kernel runs */
     int sort;            /* the cut comes from the segmented sort (else from select) */

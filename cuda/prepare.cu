@@ -177,20 +177,45 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
         }
         fault = __syncthreads_or(bad);
     }
+    /* the logit bias (device memory: a bad entry makes the row invalid) */
+    int64_t e0 = 0, e1 = 0;
+    if (!fault && c.bias_offsets) {
+        e0 = c.bias_offsets[b];
+        e1 = c.bias_offsets[b + 1];
+        if (e0 < 0 || e1 < e0) {
+            fault = true;
+        } else {
+            int bad = 0;
+            for (int64_t e = e0 + threadIdx.x; e < e1; e += kThreads) {
+                const int32_t v = c.bias_ids[e];
+                bad |= v < 0 || v >= V || !kiln_is_finite(c.bias_values[e]);
+            }
+            fault = __syncthreads_or(bad);
+        }
+    }
     if (fault) {
         finish_invalid(c, b);
         return;
     }
 
-    const int penalised =
+    /* Section 1's edits on an f32 copy in xbuf: the mask (kiln_load), the
+     * bias in the order given (one thread: an id listed twice gets both
+     * f32 additions in order), then the penalties. */
+    const int penalties =
         len > 0 && (!kiln_feq(p.repetition, 1.0f) || !kiln_feq(p.presence, 0.0f) ||
                     !kiln_feq(p.frequency, 0.0f));
+    const int penalised = penalties || e1 > e0;
     if (penalised) {
         float *x = c.xbuf + b * V;
         for (int64_t i = threadIdx.x; i < V; i += kThreads)
             x[i] = kiln_load<DTYPE>(c, b, 0, i);
         __syncthreads();
-        apply_history(c, b, c.history_ids + h0, len, prompt, p);
+        if (threadIdx.x == 0)
+            for (int64_t e = e0; e < e1; ++e)
+                x[c.bias_ids[e]] = kiln_fadd(x[c.bias_ids[e]], c.bias_values[e]);
+        __syncthreads();
+        if (penalties)
+            apply_history(c, b, c.history_ids + h0, len, prompt, p);
     }
 
     /* max and argmax by order key; a NaN's key may win, but the bad flag

@@ -112,8 +112,12 @@ static device_call make_call(arena *a, const kiln_sampler *s, int with_arrays, i
     b.num_rows = ROWS;
     b.vocab_size = VOCAB;
     b.num_samples = DRAWS;
-    if (with_arrays) /* the token mask, which the CUDA kernels apply as they load */
+    if (with_arrays) { /* the token mask and the logit bias, applied on the device */
         b.allowed_mask = take(a, (size_t)ROWS * ((VOCAB + 31) / 32) * 4);
+        b.logit_bias_offsets = take(a, (ROWS + 1) * 8);
+        b.logit_bias_ids = take(a, ROWS * 8 * 4);
+        b.logit_bias_values = take(a, ROWS * 8 * 4);
+    }
     if (with_history) {
         b.history_offsets = take(a, (ROWS + 1) * 8);
         b.history_ids = take(a, (size_t)ROWS * HISTORY * 4);

@@ -376,12 +376,13 @@ PARITY_TEST(KILN_DTYPE_F32, f32_grid)
 PARITY_TEST(KILN_DTYPE_F16, f16_grid)
 PARITY_TEST(KILN_DTYPE_BF16, bf16_grid)
 
-/* The token mask (docs/semantics.md section 1) on the GPU: CPU == GPU
- * select == GPU sort, every byte, over the parity batch (penalised, greedy,
- * filtered and invalid rows) with a random mask per row, NaN and +inf
- * tokens masked away on every other row (such a row is valid: the mask
- * comes first), a row whose mask allows nothing (invalid), and a padded
- * mask stride. */
+/* The token mask and the logit bias (docs/semantics.md section 1) on the
+ * GPU: CPU == GPU select == GPU sort, every byte, over the parity batch
+ * (penalised, greedy, filtered and invalid rows) with a random mask per
+ * row, NaN and +inf tokens masked away on every other row (such a row is
+ * valid: the mask comes first), a row whose mask allows nothing (invalid),
+ * a padded mask stride, and bias entries on most rows (repeated ids, masked
+ * ids, +-100), before the penalties of the penalised rows. */
 /* Whether logit i of row r is NaN or +inf, in the batch's own dtype. */
 static int is_special(const batch_data *d, int64_t r, int64_t i)
 {
@@ -418,6 +419,24 @@ static void mask_parity(int64_t B, int64_t V, kiln_dtype dt)
     memset(mask + 2 * stride, 0, (size_t)words * 4); /* row 2: nothing allowed */
     b.allowed_mask = mask;
     b.allowed_mask_stride = stride;
+    /* a logit bias on most rows: ids twice (both additions, in order), on
+     * masked tokens (they stay -inf), +-100 (force, ban) */
+    int64_t *boff = malloc((size_t)(B + 1) * 8);
+    int32_t *bids = malloc((size_t)B * 6 * 4);
+    float *bvals = malloc((size_t)B * 6 * 4);
+    boff[0] = 0;
+    for (int64_t r = 0; r < B; ++r) {
+        const int64_t m = r % 4 == 3 ? 0 : 1 + r % 6;
+        for (int64_t e = 0; e < m; ++e) {
+            const int64_t at = boff[r] + e;
+            bids[at] = e == 2 ? bids[boff[r]] : (int32_t)(ks_rng_u64(&rng) % (uint64_t)V);
+            bvals[at] = e == 4 ? (r % 2 ? 100.0f : -100.0f) : (float)(ks_rng_unit(&rng) * 6.0 - 3.0);
+        }
+        boff[r + 1] = boff[r] + m;
+    }
+    b.logit_bias_offsets = boff;
+    b.logit_bias_ids = bids;
+    b.logit_bias_values = bvals;
     kt_sampler cpu = make_sampler(KILN_BACKEND_CPU, B, V, n);
     kt_result rc = kt_result_alloc(B, V, n), rg = kt_result_alloc(B, V, n);
     cr_assert_eq(kt_sample(&cpu, &b, &p, &rc), KILN_SUCCESS, "CPU: %s", kt_error());
@@ -437,10 +456,13 @@ static void mask_parity(int64_t B, int64_t V, kiln_dtype dt)
     kt_result_free(&rg);
     free_sampler(&cpu);
     free(mask);
+    free(boff);
+    free(bids);
+    free(bvals);
     free_batch(&d);
 }
 
-Test(gpu_parity, token_mask, .timeout = 900)
+Test(gpu_parity, token_mask_and_logit_bias, .timeout = 900)
 {
     KT_REQUIRE_GPU();
     static const int64_t vs[] = { 111, 32000, 128256 };

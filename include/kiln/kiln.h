@@ -320,11 +320,9 @@ KILN_API kiln_status kiln_sampler_backend(const kiln_sampler *sampler, kiln_back
  *
  * CUDA backend: enqueued on `stream`, returns without waiting; no allocation,
  * no host synchronisation, no device-to-host copy, so it can be captured in a
- * CUDA graph. It runs the token mask, dynatemp and every output above; the
- * logit bias is CPU-only for now and gives BACKEND_UNAVAILABLE there. CPU
- * backend: synchronous; `stream` is ignored.
+ * CUDA graph. CPU backend: synchronous; `stream` is ignored.
  * Errors: NULL_POINTER, INVALID_SHAPE, INVALID_PARAMETER, MISALIGNED, OVERLAP,
- * WORKSPACE_TOO_SMALL, BACKEND_UNAVAILABLE, CUDA. */
+ * WORKSPACE_TOO_SMALL, CUDA. */
 KILN_API kiln_status kiln_sample(kiln_sampler *sampler, const kiln_batch *batch,
                                  const kiln_sampling_params *params,
                                  const kiln_outputs *outputs, void *workspace,

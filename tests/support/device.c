@@ -127,6 +127,12 @@ static kiln_status run(kt_sampler *s, const kiln_batch *batch, const kiln_sampli
         b.history_offsets = upload(&t, b.history_offsets, (rows + 1) * 8);
     }
     b.prompt_lengths = upload(&t, b.prompt_lengths, rows * 4);
+    if (b.logit_bias_offsets) {
+        const size_t entries = (size_t)b.logit_bias_offsets[rows];
+        b.logit_bias_ids = upload(&t, b.logit_bias_ids, entries * 4 + 4);
+        b.logit_bias_values = upload(&t, b.logit_bias_values, entries * 4 + 4);
+        b.logit_bias_offsets = upload(&t, b.logit_bias_offsets, (rows + 1) * 8);
+    }
     if (b.allowed_mask) {
         const size_t words = (V + 31) / 32;
         const size_t mstride = b.allowed_mask_stride ? (size_t)b.allowed_mask_stride : words;
