@@ -48,10 +48,9 @@
  * KILN_FUZZ_BACKEND=cuda (a build with the CUDA runtime, on a GPU): every
  * buffer lives in device memory, per-row faults make rows invalid instead of
  * failing the call (section 12, last paragraph), and every row is also
- * sampled alone on the CPU backend and compared byte for byte. The CUDA
- * backend refuses the extension's stages today (BACKEND_UNAVAILABLE once
- * the input is otherwise clean; cuda/cuda_backend.cu, unsupported_stage),
- * and the model expects exactly that.
+ * sampled alone on the CPU backend and compared byte for byte. The
+ * extension is not decoded in this mode yet (see the sample case's
+ * decoder).
  *
  * A broken invariant prints what and where, then abort()s: libFuzzer keeps
  * the input as a crash, fuzz/replay.c exits non-zero. */
@@ -994,16 +993,13 @@ static kiln_outputs score_as_outputs(const kiln_score_outputs *so)
     return o;
 }
 
-/* The stages the CUDA backend refuses today (cuda/cuda_backend.cu,
- * unsupported_stage): BACKEND_UNAVAILABLE once the input is otherwise clean. */
+/* What the CUDA backend refuses today (cuda/cuda_backend.cu,
+ * unsupported_stage): kiln_verify_drafts, BACKEND_UNAVAILABLE once the input
+ * is otherwise clean. */
 static int cuda_unsupported(const fuzz_case *c, int score)
 {
-    const kiln_batch *bt = &c->eb;
-    const kiln_sampling_params *p = &c->ep;
-    const kiln_outputs *o = &c->eo;
-    return score || bt->allowed_mask || bt->logit_bias_offsets || p->dynatemp_range ||
-           p->dynatemp_range_all > 0.0f || o->num_top_logprobs > 0 || o->raw_ranks ||
-           o->entropy || o->raw_entropy || o->temperatures;
+    (void)c;
+    return score == 2;
 }
 
 /* The statuses kiln_sample (score = 0) or kiln_score (score = 1, with the
@@ -3243,7 +3239,11 @@ static void run_sample_case(reader *r, const kiln_config *limits)
     /* the extension, when tagged */
     ext_choice ext;
     memset(&ext, 0, sizeof ext);
-    if (r->n >= 2 && r->p[0] == EXT_TAG[0] && r->p[1] == EXT_TAG[1]) {
+    /* not on the CUDA backend yet: it runs the extension's stages now, but
+     * the model of their device-side faults (a bad bias entry or score
+     * target makes its row invalid there) is not written; test_gpu's parity
+     * tests cover them */
+    if (!c->cuda && r->n >= 2 && r->p[0] == EXT_TAG[0] && r->p[1] == EXT_TAG[1]) {
         u8(r);
         u8(r);
         c->ext = 1;
