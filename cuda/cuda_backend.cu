@@ -176,21 +176,8 @@ extern "C" void kiln_cuda_destroy(kiln_sampler *s)
     s->cuda = nullptr;
 }
 
-/* What the CUDA kernels do not run yet (docs/semantics.md section 19):
- * refused rather than ignored. */
-static const char *unsupported_stage(const kiln_call &call)
-{
-    if (call.is_verify)
-        return "kiln_verify_drafts";
-    return nullptr;
-}
-
 extern "C" kiln_status kiln_cuda_sample(const kiln_sampler *s, const kiln_call *call)
 {
-    if (const char *what = unsupported_stage(*call))
-        return kiln_fail(KILN_ERROR_BACKEND_UNAVAILABLE,
-                         "%s: not yet implemented on the CUDA backend (use the CPU backend)",
-                         what);
     const cuda_state &st = *(const cuda_state *)s->cuda;
     const layout l = make_layout(s->config, st);
     char *ws = (char *)(((uintptr_t)call->workspace + KILN_WORKSPACE_ALIGN - 1) &
@@ -198,7 +185,7 @@ extern "C" kiln_status kiln_cuda_sample(const kiln_sampler *s, const kiln_call *
     const kiln_batch &bt = call->batch;
     const kiln_sampling_params &p = call->params;
 
-    kiln_dev_call c;
+    kiln_dev_call c = {};
     c.logits = bt.logits;
     c.dtype = (int)bt.dtype;
     c.rows = bt.num_rows;
@@ -214,6 +201,17 @@ extern "C" kiln_status kiln_cuda_sample(const kiln_sampler *s, const kiln_call *
     c.bias_offsets = bt.logit_bias_offsets;
     c.bias_ids = bt.logit_bias_ids;
     c.bias_values = bt.logit_bias_values;
+    c.is_verify = call->is_verify;
+    if (call->is_verify) {
+        c.max_drafts = call->drafts.max_drafts;
+        c.draft_ids = call->drafts.draft_ids;
+        c.num_drafts = call->drafts.num_drafts;
+        c.draft_probs = call->drafts.draft_probs;
+        c.draft_probs_stride = call->drafts.draft_probs_stride;
+        c.verify = call->verify;
+        /* the kernels before the rule see the B * (K + 1) target rows */
+        c.rows = bt.num_rows * ((int64_t)call->drafts.max_drafts + 1);
+    }
     c.is_score = call->is_score;
     c.targets = call->targets;
     c.num_targets = call->num_targets;
@@ -263,6 +261,12 @@ extern "C" kiln_status kiln_cuda_sample(const kiln_sampler *s, const kiln_call *
         err = kiln_launch_select_cut(c, stream);
         if (err != cudaSuccess)
             return cuda_fail("radix-select cut kernel launch", err);
+    }
+    if (call->is_verify) {
+        err = kiln_launch_verify(c, bt.num_rows, stream);
+        if (err != cudaSuccess)
+            return cuda_fail("verify kernel launch", err);
+        return KILN_SUCCESS;
     }
     if (!call->is_score) { /* kiln_score draws nothing */
         err = kiln_launch_draw(c, stream);

@@ -49,6 +49,15 @@ struct kiln_dev_call {
     const int64_t *bias_offsets; /* logit bias, CSR [rows + 1], or NULL */
     const int32_t *bias_ids;
     const float *bias_values;
+    /* kiln_verify_drafts (is_verify): rows are the B * (K + 1) target rows,
+     * row r of request r / (K + 1) at position r % (K + 1) */
+    int is_verify;
+    int32_t max_drafts; /* K */
+    const int32_t *draft_ids;   /* [B, K] */
+    const int32_t *num_drafts;  /* [B] or NULL */
+    const float *draft_probs;   /* [B, K, draft_probs_stride] or NULL */
+    int64_t draft_probs_stride;
+    kiln_verify_outputs verify;
     /* kiln_score (is_score): rows are read at T = 1 with no draws */
     int is_score;
     const int32_t *targets; /* [rows, num_targets] */

@@ -29,6 +29,10 @@ cudaError_t kiln_launch_draw(const kiln_dev_call &c, cudaStream_t stream);
 /* extras.cu: the final entropy and the raw ranks, after the draws. */
 cudaError_t kiln_launch_extras(const kiln_dev_call &c, cudaStream_t stream);
 
+/* verify.cu: kiln_verify_drafts' rule, one block per request, after the
+ * prepare and cut kernels ran over the B * (K + 1) target rows. */
+cudaError_t kiln_launch_verify(const kiln_dev_call &c, int64_t requests, cudaStream_t stream);
+
 /* best_of_n.cu */
 cudaError_t kiln_launch_best_of_n(const float *scores, int64_t num_groups, int32_t n,
                                   int32_t *best, cudaStream_t stream);

@@ -121,18 +121,41 @@ __device__ double raw_entropy(const kiln_dev_call &c, int64_t b, int penalised, 
  * applies the penalty once. Only marks of history tokens are touched, so the
  * array needs no clearing between calls. */
 __device__ void apply_history(const kiln_dev_call &c, int64_t b, const int32_t *ids, int64_t len,
-                              int64_t prompt, const kiln_row_params &p)
+                              int64_t prompt, const kiln_row_params &p, const int32_t *more,
+                              int64_t more_len)
 {
     float *x = c.xbuf + b * c.vocab;
+    if (!c.marks) {
+        /* no histories in this sampler: only a verify row's earlier drafts,
+         * at most K generated ids, so one thread counts them directly */
+        if (threadIdx.x == 0)
+            for (int64_t j = 0; j < more_len; ++j) {
+                const int32_t v = more[j];
+                int first = 1;
+                uint32_t count = 0;
+                for (int64_t k = 0; k < more_len; ++k) {
+                    first &= !(k < j && more[k] == v);
+                    count += more[k] == v;
+                }
+                if (first)
+                    x[v] = kiln_penalize(x[v], 1, count, p.repetition, p.presence, p.frequency);
+            }
+        __syncthreads();
+        return;
+    }
     uint32_t *marks = c.marks + b * c.vocab;
     for (int64_t i = threadIdx.x; i < len; i += kThreads)
         marks[ids[i]] = 1;
+    for (int64_t i = threadIdx.x; i < more_len; i += kThreads)
+        marks[more[i]] = 1;
     __syncthreads();
     for (int64_t i = prompt + threadIdx.x; i < len; i += kThreads)
         atomicAdd(&marks[ids[i]], 1u);
+    for (int64_t i = threadIdx.x; i < more_len; i += kThreads)
+        atomicAdd(&marks[more[i]], 1u); /* drafts count as generated */
     __syncthreads();
-    for (int64_t i = threadIdx.x; i < len; i += kThreads) {
-        const int32_t v = ids[i];
+    for (int64_t i = threadIdx.x; i < len + more_len; i += kThreads) {
+        const int32_t v = i < len ? ids[i] : more[i - len];
         const uint32_t m = atomicExch(&marks[v], 0u);
         if (m)
             x[v] = kiln_penalize(x[v], 1, m - 1, p.repetition, p.presence, p.frequency);
@@ -148,22 +171,45 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
     __shared__ arg_max best_slot;
     const int64_t b = blockIdx.x;
     const int64_t V = c.vocab;
-    const kiln_row_params p = kiln_row_params_at(&c.params, b);
+    /* the request whose parameters, history and bias the row uses: itself,
+     * or for kiln_verify_drafts the request of target row b, whose history
+     * gains the drafts before position b % (K + 1) as generated tokens */
+    int64_t q = b, pos = 0;
+    const int32_t *drafts = nullptr;
+    if (c.is_verify) {
+        q = b / (c.max_drafts + 1);
+        pos = b % (c.max_drafts + 1);
+        drafts = c.draft_ids ? c.draft_ids + q * c.max_drafts : nullptr;
+        const int64_t kb = c.num_drafts ? c.num_drafts[q] : c.max_drafts;
+        if (kb < 0 || kb > c.max_drafts || pos > kb) {
+            /* a position the rule cannot reach (the verify kernel judges
+             * a bad K_b); nothing to compute */
+            finish_invalid(c, b);
+            return;
+        }
+    }
+    const kiln_row_params p = kiln_row_params_at(&c.params, q);
 
     /* Device-resident parameters and histories are checked here; a bad row
      * becomes invalid (the host could not see these values). */
     bool fault = kiln_row_params_fault(&p) != KILN_FIELD_NONE;
+    if (pos > 0) {
+        int bad = 0;
+        for (int64_t i = threadIdx.x; i < pos; i += kThreads)
+            bad |= drafts[i] < 0 || drafts[i] >= V;
+        fault = __syncthreads_or(bad) || fault;
+    }
     int64_t h0 = 0, len = 0, prompt = 0;
     if (c.history_offsets) {
-        h0 = c.history_offsets[b];
-        const int64_t h1 = c.history_offsets[b + 1];
+        h0 = c.history_offsets[q];
+        const int64_t h1 = c.history_offsets[q + 1];
         /* compared before subtracting, so the difference cannot overflow */
         if (h0 < 0 || h1 < h0 || h1 - h0 > c.max_history) {
             fault = true;
         } else {
             len = h1 - h0;
             if (c.prompt_lengths) {
-                prompt = c.prompt_lengths[b];
+                prompt = c.prompt_lengths[q];
                 if (prompt < 0 || prompt > len)
                     fault = true;
             }
@@ -180,8 +226,8 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
     /* the logit bias (device memory: a bad entry makes the row invalid) */
     int64_t e0 = 0, e1 = 0;
     if (!fault && c.bias_offsets) {
-        e0 = c.bias_offsets[b];
-        e1 = c.bias_offsets[b + 1];
+        e0 = c.bias_offsets[q];
+        e1 = c.bias_offsets[q + 1];
         if (e0 < 0 || e1 < e0) {
             fault = true;
         } else {
@@ -202,8 +248,8 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
      * bias in the order given (one thread: an id listed twice gets both
      * f32 additions in order), then the penalties. */
     const int penalties =
-        len > 0 && (!kiln_feq(p.repetition, 1.0f) || !kiln_feq(p.presence, 0.0f) ||
-                    !kiln_feq(p.frequency, 0.0f));
+        len + pos > 0 && (!kiln_feq(p.repetition, 1.0f) || !kiln_feq(p.presence, 0.0f) ||
+                          !kiln_feq(p.frequency, 0.0f));
     const int penalised = penalties || e1 > e0;
     if (penalised) {
         float *x = c.xbuf + b * V;
@@ -215,7 +261,7 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
                 x[c.bias_ids[e]] = kiln_fadd(x[c.bias_ids[e]], c.bias_values[e]);
         __syncthreads();
         if (penalties)
-            apply_history(c, b, c.history_ids + h0, len, prompt, p);
+            apply_history(c, b, c.history_ids + h0, len, prompt, p, drafts, pos);
     }
 
     /* max and argmax by order key; a NaN's key may win, but the bad flag

@@ -276,3 +276,32 @@ Test(cuda_host_path, score_reads_no_device_memory)
             free_fake(s);
         }
 }
+
+Test(cuda_host_path, verify_drafts_reads_no_device_memory)
+{
+    for (int arrays = 0; arrays < 2; ++arrays)
+        for (int with_q = 0; with_q < 2; ++with_q) {
+            kiln_sampler *s = fake_cuda_sampler(KILN_ALGORITHM_AUTO, 0);
+            arena a = arena_make((size_t)1 << 30);
+            device_call c = make_call(&a, s, arrays, 1);
+            enum { REQ = 1, K = 3 };
+            kiln_batch b = c.batch;
+            b.num_rows = REQ; /* REQ * (K + 1) target rows of the call's logits */
+            b.num_samples = 1;
+            kiln_drafts d = KILN_DRAFTS_INIT;
+            d.max_drafts = K;
+            d.draft_ids = take(&a, REQ * K * 4);
+            d.num_drafts = take(&a, REQ * 4);
+            d.draft_probs = with_q ? take(&a, (size_t)REQ * K * VOCAB * 4) : NULL;
+            kiln_verify_outputs o = KILN_VERIFY_OUTPUTS_INIT;
+            o.tokens = take(&a, REQ * (K + 1) * 4);
+            o.num_accepted = take(&a, REQ * 4);
+            o.logprobs = take(&a, REQ * (K + 1) * 4);
+            o.valid = take(&a, REQ);
+            expect_cuda_failure(kiln_verify_drafts(s, &b, &c.params, &d, &o, c.workspace,
+                                                   c.workspace_size, NULL),
+                                "kiln_verify_drafts");
+            arena_free(&a);
+            free_fake(s);
+        }
+}

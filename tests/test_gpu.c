@@ -1081,6 +1081,187 @@ Test(gpu_score, matches_cpu, .timeout = 300)
     }
 }
 
+/* kiln_verify_drafts on the GPU (section 19): requests of the parity batch's
+ * shapes and parameters (greedy, filtered, penalised through the drafts,
+ * invalid target rows), K = 3 with K_b from 0 to 3, drafts drawn near the
+ * targets (so some are accepted) and elsewhere, with draft probabilities and
+ * one-hot, a mask per target row and a logit bias; tokens, counts,
+ * log-probabilities and valid flags byte for byte the CPU's. */
+Test(gpu_verify, matches_cpu, .timeout = 300)
+{
+    KT_REQUIRE_GPU();
+    static const int64_t vs[] = { 111, 32000 };
+    for (size_t vi = 0; vi < 2; ++vi)
+        for (int with_q = 0; with_q < 2; ++with_q) {
+            enum { B = 12, K = 3, P = K + 1 };
+            const int64_t V = vs[vi], words = (V + 31) / 32, rows = B * P;
+            batch_data d = make_batch(rows, V, KILN_DTYPE_F32, 1, 701 + vi * 2 + (uint64_t)with_q);
+            ks_rng rng = { 31 + vi };
+            /* per request: the parameters and history of its first target row */
+            int64_t hoff[B + 1];
+            hoff[0] = 0;
+            int32_t hids[B * 24], prompt[B], nd[B], drafts[B * K];
+            float temp[B], top_p[B], min_p[B], rep[B], pres[B], freq[B];
+            int32_t top_k[B];
+            uint64_t seed[B], off[B];
+            for (int r = 0; r < B; ++r) {
+                const int64_t src = r * P;
+                const int64_t len = d.hist_off[src + 1] - d.hist_off[src];
+                memcpy(hids + hoff[r], d.hist_ids + d.hist_off[src], (size_t)len * 4);
+                hoff[r + 1] = hoff[r] + len;
+                prompt[r] = d.prompt[src];
+                temp[r] = d.temperature[src];
+                top_k[r] = d.top_k[src];
+                top_p[r] = d.top_p[src];
+                min_p[r] = d.min_p[src];
+                rep[r] = d.repetition[src];
+                pres[r] = d.presence[src];
+                freq[r] = d.frequency[src];
+                seed[r] = d.seed[src];
+                off[r] = d.offset[src];
+                nd[r] = r % (K + 1);
+                for (int i = 0; i < K; ++i) {
+                    /* every other draft the row's top token, which greedy and
+                     * peaked rows accept */
+                    const float *x = (const float *)d.logits + (src + i) * V;
+                    int32_t best = 0;
+                    for (int64_t v = 1; v < V; ++v)
+                        best = x[v] > x[best] ? (int32_t)v : best;
+                    drafts[r * K + i] = (i + r) % 2 ? best : (int32_t)(ks_rng_u64(&rng) % (uint64_t)V);
+                }
+            }
+            float *q = with_q ? malloc((size_t)(B * K * V) * 4) : NULL;
+            if (q)
+                for (int64_t j = 0; j < B * K; ++j) {
+                    double sum = 0.0;
+                    for (int64_t v = 0; v < V; ++v)
+                        sum += q[j * V + v] = (float)(0.05 + ks_rng_unit(&rng));
+                    for (int64_t v = 0; v < V; ++v)
+                        q[j * V + v] = (float)(q[j * V + v] / sum);
+                }
+            int32_t *mask = malloc((size_t)(rows * words) * 4);
+            for (int64_t i = 0; i < rows * words; ++i)
+                mask[i] = (int32_t)(uint32_t)(ks_rng_u64(&rng) | ks_rng_u64(&rng) | ks_rng_u64(&rng));
+            for (int r = 0; r < B; ++r) /* the drafts stay allowed */
+                for (int i = 0; i < K; ++i) {
+                    const int64_t row = r * P + i, v = drafts[r * K + i];
+                    mask[row * words + v / 32] |= (int32_t)(1u << (v % 32));
+                }
+            int64_t boff[B + 1];
+            int32_t bids[B * 2];
+            float bvals[B * 2];
+            boff[0] = 0;
+            for (int r = 0; r < B; ++r) {
+                const int m = r % 3;
+                for (int e = 0; e < m; ++e) {
+                    bids[boff[r] + e] = (int32_t)(ks_rng_u64(&rng) % (uint64_t)V);
+                    bvals[boff[r] + e] = (float)(ks_rng_unit(&rng) * 4.0 - 2.0);
+                }
+                boff[r + 1] = boff[r] + m;
+            }
+            kiln_batch b = KILN_BATCH_INIT;
+            b.logits = d.logits;
+            b.num_rows = B;
+            b.vocab_size = V;
+            b.history_offsets = hoff;
+            b.history_ids = hids;
+            b.prompt_lengths = prompt;
+            b.allowed_mask = mask;
+            b.logit_bias_offsets = boff;
+            b.logit_bias_ids = bids;
+            b.logit_bias_values = bvals;
+            kiln_sampling_params p = KILN_SAMPLING_PARAMS_INIT;
+            p.temperature = temp;
+            p.top_k = top_k;
+            p.top_p = top_p;
+            p.min_p = min_p;
+            p.repetition_penalty = rep;
+            p.presence_penalty = pres;
+            p.frequency_penalty = freq;
+            p.seed = seed;
+            p.offset = off;
+            kiln_drafts dr = KILN_DRAFTS_INIT;
+            dr.max_drafts = K;
+            dr.draft_ids = drafts;
+            dr.num_drafts = nd;
+            dr.draft_probs = q;
+            kt_sampler cpu = make_sampler(KILN_BACKEND_CPU, rows, V, 1);
+            kt_sampler gpu = make_sampler(KILN_BACKEND_CUDA, rows, V, 1);
+            int32_t tok[2][B * P], acc[2][B];
+            float lp[2][B * P];
+            uint8_t val[2][B];
+            kiln_verify_outputs vo = KILN_VERIFY_OUTPUTS_INIT;
+            vo.tokens = tok[0];
+            vo.num_accepted = acc[0];
+            vo.logprobs = lp[0];
+            vo.valid = val[0];
+            cr_assert_eq(kiln_verify_drafts(cpu.sampler, &b, &p, &dr, &vo, cpu.workspace,
+                                            cpu.workspace_size, NULL),
+                         KILN_SUCCESS, "CPU: %s", kiln_last_error());
+            void *owned[32];
+            int n_owned = 0;
+            kiln_batch bg = b;
+            bg.logits = to_dev(d.logits, (size_t)(rows * V) * 4, owned, &n_owned);
+            bg.history_offsets = to_dev(hoff, sizeof hoff, owned, &n_owned);
+            bg.history_ids = to_dev(hids, (size_t)hoff[B] * 4 + 4, owned, &n_owned);
+            bg.prompt_lengths = to_dev(prompt, sizeof prompt, owned, &n_owned);
+            bg.allowed_mask = to_dev(mask, (size_t)(rows * words) * 4, owned, &n_owned);
+            bg.logit_bias_offsets = to_dev(boff, sizeof boff, owned, &n_owned);
+            bg.logit_bias_ids = to_dev(bids, sizeof bids, owned, &n_owned);
+            bg.logit_bias_values = to_dev(bvals, sizeof bvals, owned, &n_owned);
+            kiln_sampling_params pg = p;
+            pg.temperature = to_dev(temp, sizeof temp, owned, &n_owned);
+            pg.top_k = to_dev(top_k, sizeof top_k, owned, &n_owned);
+            pg.top_p = to_dev(top_p, sizeof top_p, owned, &n_owned);
+            pg.min_p = to_dev(min_p, sizeof min_p, owned, &n_owned);
+            pg.repetition_penalty = to_dev(rep, sizeof rep, owned, &n_owned);
+            pg.presence_penalty = to_dev(pres, sizeof pres, owned, &n_owned);
+            pg.frequency_penalty = to_dev(freq, sizeof freq, owned, &n_owned);
+            pg.seed = to_dev(seed, sizeof seed, owned, &n_owned);
+            pg.offset = to_dev(off, sizeof off, owned, &n_owned);
+            kiln_drafts dg = dr;
+            dg.draft_ids = to_dev(drafts, sizeof drafts, owned, &n_owned);
+            dg.num_drafts = to_dev(nd, sizeof nd, owned, &n_owned);
+            dg.draft_probs = q ? to_dev(q, (size_t)(B * K * V) * 4, owned, &n_owned) : NULL;
+            kiln_verify_outputs vg = KILN_VERIFY_OUTPUTS_INIT;
+            vg.tokens = dmalloc(sizeof tok[1]);
+            vg.num_accepted = dmalloc(sizeof acc[1]);
+            vg.logprobs = dmalloc(sizeof lp[1]);
+            vg.valid = dmalloc(sizeof val[1]);
+            cr_assert_eq(kiln_verify_drafts(gpu.sampler, &bg, &pg, &dg, &vg, gpu.workspace,
+                                            gpu.workspace_size, NULL),
+                         KILN_SUCCESS, "GPU: %s", kiln_last_error());
+            cr_assert_eq(cudaMemcpy(tok[1], vg.tokens, sizeof tok[1], cudaMemcpyDeviceToHost), cudaSuccess);
+            cr_assert_eq(cudaMemcpy(acc[1], vg.num_accepted, sizeof acc[1], cudaMemcpyDeviceToHost),
+                         cudaSuccess);
+            cr_assert_eq(cudaMemcpy(lp[1], vg.logprobs, sizeof lp[1], cudaMemcpyDeviceToHost), cudaSuccess);
+            cr_assert_eq(cudaMemcpy(val[1], vg.valid, sizeof val[1], cudaMemcpyDeviceToHost), cudaSuccess);
+            int accepted = 0;
+            for (int r = 0; r < B; ++r) {
+                accepted += acc[0][r];
+                cr_assert(val[0][r] == val[1][r] && acc[0][r] == acc[1][r] &&
+                              !memcmp(tok[0] + r * P, tok[1] + r * P, P * 4) &&
+                              !memcmp(lp[0] + r * P, lp[1] + r * P, P * 4),
+                          "V %lld q %d request %d: CPU (valid %d, accepted %d, first token %d), GPU "
+                          "(valid %d, accepted %d, first token %d)",
+                          (long long)V, with_q, r, val[0][r], acc[0][r], tok[0][r * P], val[1][r],
+                          acc[1][r], tok[1][r * P]);
+            }
+            cr_assert_gt(accepted, 0, "no draft was accepted: the case does not reach the accept path");
+            kt_device_free(vg.tokens);
+            kt_device_free(vg.num_accepted);
+            kt_device_free(vg.logprobs);
+            kt_device_free(vg.valid);
+            for (int i = 0; i < n_owned; ++i)
+                kt_device_free(owned[i]);
+            free(q);
+            free(mask);
+            free_sampler(&cpu);
+            free_sampler(&gpu);
+            free_batch(&d);
+        }
+}
+
 Test(gpu_graph, capture_and_replay_with_new_parameters, .timeout = 300)
 {
     KT_REQUIRE_GPU();

@@ -444,7 +444,7 @@ typedef struct kiln_verify_outputs {
  * drafts or draft probabilities that are out of range make their request
  * invalid on the CUDA backend).
  * Errors: NULL_POINTER, INVALID_SHAPE, INVALID_PARAMETER, MISALIGNED, OVERLAP,
- * WORKSPACE_TOO_SMALL, BACKEND_UNAVAILABLE (the CUDA backend, for now), CUDA. */
+ * WORKSPACE_TOO_SMALL, CUDA. */
 KILN_API kiln_status kiln_verify_drafts(kiln_sampler *sampler, const kiln_batch *batch,
                                         const kiln_sampling_params *params,
                                         const kiln_drafts *drafts,
