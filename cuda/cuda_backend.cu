@@ -273,8 +273,10 @@ extern "C" kiln_status kiln_cuda_sample(const kiln_sampler *s, const kiln_call *
         if (err != cudaSuccess)
             return cuda_fail("draw kernel launch", err);
     }
-    if (call->is_score || call->outputs.entropy || call->outputs.raw_ranks ||
-        call->outputs.num_top_logprobs > 0) {
+    const kiln_outputs &o = call->outputs;
+    const bool top_n = o.num_top_logprobs > 0 && (o.raw_top_ids || o.raw_top_logprobs ||
+                                                  o.final_top_ids || o.final_top_logprobs);
+    if (call->is_score || o.entropy || o.raw_ranks || top_n) {
         err = kiln_launch_extras(c, stream);
         if (err != cudaSuccess)
             return cuda_fail("extras kernel launch", err);

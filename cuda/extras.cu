@@ -183,7 +183,8 @@ __global__ void __launch_bounds__(kThreads) extras_kernel(const kiln_dev_call c)
         return;
     }
     const bool greedy = row.status == KILN_ROW_GREEDY;
-    if (N > 0) {
+    if (N > 0 && (c.out.raw_top_ids || c.out.raw_top_logprobs || c.out.final_top_ids ||
+                  c.out.final_top_logprobs)) {
         /* the kept set is a canonical prefix, so the final top-N is the
          * first min(N, kept) of the raw one */
         const int nt = (int64_t)N < V ? N : (int)V;

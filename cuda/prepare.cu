@@ -199,12 +199,16 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
             bad |= drafts[i] < 0 || drafts[i] >= V;
         fault = __syncthreads_or(bad) || fault;
     }
+    /* per-request arrays end at their offsets[requests] (kiln.h), which
+     * bounds a row's slice: a bad device offset makes the row invalid
+     * instead of reading past the array */
+    const int64_t requests = c.is_verify ? c.rows / (c.max_drafts + 1) : c.rows;
     int64_t h0 = 0, len = 0, prompt = 0;
     if (c.history_offsets) {
         h0 = c.history_offsets[q];
         const int64_t h1 = c.history_offsets[q + 1];
         /* compared before subtracting, so the difference cannot overflow */
-        if (h0 < 0 || h1 < h0 || h1 - h0 > c.max_history) {
+        if (h0 < 0 || h1 < h0 || h1 > c.history_offsets[requests] || h1 - h0 > c.max_history) {
             fault = true;
         } else {
             len = h1 - h0;
@@ -228,7 +232,7 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(const kiln_dev_call c
     if (!fault && c.bias_offsets) {
         e0 = c.bias_offsets[q];
         e1 = c.bias_offsets[q + 1];
-        if (e0 < 0 || e1 < e0) {
+        if (e0 < 0 || e1 < e0 || e1 > c.bias_offsets[requests]) {
             fault = true;
         } else {
             int bad = 0;

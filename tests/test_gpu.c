@@ -1262,6 +1262,101 @@ Test(gpu_verify, matches_cpu, .timeout = 300)
         }
 }
 
+/* The top-N at its limit (N = 1024) on the GPU: heavy ties across several
+ * 256-token tiles (integer logits), N at and around V, rows mostly masked
+ * to -inf, a row of +-0, and the raw ranks of three draws (repeats
+ * likely); every top-N id and log-probability, rank and token the CPU's. */
+Test(gpu_outputs, top_n_at_the_limit_with_ties, .timeout = 300)
+{
+    KT_REQUIRE_GPU();
+    static const int64_t vs[] = { 1000, 1024, 1025, 4097 };
+    enum { B = 5, N = 1024, n = 3 };
+    for (size_t vi = 0; vi < 4; ++vi) {
+        const int64_t V = vs[vi], words = (V + 31) / 32;
+        float *x = malloc((size_t)(B * V) * 4);
+        int32_t *mask = malloc((size_t)(B * words) * 4);
+        ks_rng rng = { 900 + vi };
+        for (int64_t r = 0; r < B; ++r)
+            for (int64_t i = 0; i < V; ++i)
+                x[r * V + i] = r == 3 ? (i % 2 ? 0.0f : -0.0f)
+                             : r == 4 ? (float)(ks_rng_unit(&rng) * 8.0 - 4.0)
+                                      : (float)((int)(ks_rng_u64(&rng) % 7) - 3);
+        for (int64_t i = 0; i < B * words; ++i)
+            mask[i] = i / words == 2 ? (int32_t)(uint32_t)(ks_rng_u64(&rng) & ks_rng_u64(&rng) &
+                                                          ks_rng_u64(&rng))
+                                     : -1;
+        kiln_config cfg = KILN_CONFIG_INIT;
+        cfg.max_batch = B;
+        cfg.max_vocab = V;
+        cfg.max_samples = n;
+        cfg.max_top_logprobs = N;
+        kt_sampler sm[2];
+        for (int k = 0; k < 2; ++k) {
+            cfg.backend = k ? KILN_BACKEND_CUDA : KILN_BACKEND_CPU;
+            sm[k].backend = cfg.backend;
+            cr_assert_eq(kiln_sampler_create(&cfg, &sm[k].sampler), KILN_SUCCESS, "%s", kiln_last_error());
+            cr_assert_eq(kiln_sampler_workspace_size(sm[k].sampler, &sm[k].workspace_size), KILN_SUCCESS);
+            sm[k].workspace = k ? dmalloc(sm[k].workspace_size) : malloc(sm[k].workspace_size);
+        }
+        const size_t tops = (size_t)(B * N) * 4, draws = (size_t)(B * n) * 4;
+        void *host[2][7];
+        for (int k = 0; k < 2; ++k)
+            for (int j = 0; j < 7; ++j)
+                host[k][j] = malloc(j < 4 ? tops : draws);
+        void *dev[7];
+        for (int j = 0; j < 7; ++j)
+            dev[j] = dmalloc(j < 4 ? tops : draws);
+        kiln_sampling_params p = KILN_SAMPLING_PARAMS_INIT;
+        p.temperature_all = 0.8f;
+        p.top_p_all = 0.97f;
+        p.seed_all = 5;
+        for (int k = 0; k < 2; ++k) {
+            void *const *o = k ? dev : host[0];
+            void *owned[4];
+            int n_owned = 0;
+            kiln_batch b = kt_batch_f32(x, B, V, n);
+            b.allowed_mask = mask;
+            if (k) {
+                b.logits = to_dev(x, (size_t)(B * V) * 4, owned, &n_owned);
+                b.allowed_mask = to_dev(mask, (size_t)(B * words) * 4, owned, &n_owned);
+            }
+            kiln_outputs out = KILN_OUTPUTS_INIT;
+            out.num_top_logprobs = N;
+            out.raw_top_ids = o[0];
+            out.raw_top_logprobs = o[1];
+            out.final_top_ids = o[2];
+            out.final_top_logprobs = o[3];
+            out.tokens = o[4];
+            out.raw_ranks = o[5];
+            out.logprobs = o[6];
+            cr_assert_eq(kiln_sample(sm[k].sampler, &b, &p, &out, sm[k].workspace,
+                                     sm[k].workspace_size, NULL),
+                         KILN_SUCCESS, "%s: %s", k ? "GPU" : "CPU", kiln_last_error());
+            for (int i = 0; i < n_owned; ++i)
+                kt_device_free(owned[i]);
+        }
+        for (int j = 0; j < 7; ++j)
+            cr_assert_eq(cudaMemcpy(host[1][j], dev[j], j < 4 ? tops : draws, cudaMemcpyDeviceToHost),
+                         cudaSuccess);
+        static const char *names[7] = { "raw top ids", "raw top logprobs", "final top ids",
+                                        "final top logprobs", "tokens", "raw ranks", "logprobs" };
+        for (int j = 0; j < 7; ++j)
+            cr_assert_eq(memcmp(host[0][j], host[1][j], j < 4 ? tops : draws), 0, "V %lld: %s differ",
+                         (long long)V, names[j]);
+        for (int k = 0; k < 2; ++k) {
+            for (int j = 0; j < 7; ++j)
+                free(host[k][j]);
+            kiln_sampler_destroy(sm[k].sampler);
+        }
+        free(sm[0].workspace);
+        kt_device_free(sm[1].workspace);
+        for (int j = 0; j < 7; ++j)
+            kt_device_free(dev[j]);
+        free(x);
+        free(mask);
+    }
+}
+
 Test(gpu_graph, capture_and_replay_with_new_parameters, .timeout = 300)
 {
     KT_REQUIRE_GPU();
