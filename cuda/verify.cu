@@ -108,6 +108,23 @@ __device__ void invalidate(const kiln_dev_call &c, int64_t b)
     }
 }
 
+/* Token t emitted at position i of request b, with its log-probability
+ * under that position's distribution (0 at a greedy position); thread 0. */
+template <int DTYPE>
+__device__ void emit(const kiln_dev_call &c, int64_t b, int64_t i, const kiln_dev_row &row,
+                     int64_t t)
+{
+    if (threadIdx.x != 0)
+        return;
+    const int64_t K = c.max_drafts, r = b * (K + 1) + i;
+    c.verify.tokens[r] = (int32_t)t;
+    if (c.verify.logprobs)
+        c.verify.logprobs[r] = row.status == KILN_ROW_GREEDY
+                                   ? 0.0f
+                                   : kiln_logprob(kiln_load<DTYPE>(c, r, row.penalised, t), row.max,
+                                                  row.temperature, row.log_s);
+}
+
 template <int DTYPE>
 __global__ void __launch_bounds__(kThreads) verify_kernel(const kiln_dev_call c)
 {
@@ -175,14 +192,7 @@ __global__ void __launch_bounds__(kThreads) verify_kernel(const kiln_dev_call c)
                 accept = kiln_draft_accepted(u, qm, w);
             }
             if (accept) {
-                if (threadIdx.x == 0) {
-                    tokens[i] = (int32_t)d;
-                    if (o.logprobs)
-                        o.logprobs[b * (K + 1) + i] =
-                            greedy ? 0.0f
-                                   : kiln_logprob(kiln_load<DTYPE>(c, r, row.penalised, d), row.max,
-                                                  row.temperature, row.log_s);
-                }
+                emit<DTYPE>(c, b, i, row, d);
                 accepted = i + 1;
                 continue;
             }
@@ -204,14 +214,7 @@ __global__ void __launch_bounds__(kThreads) verify_kernel(const kiln_dev_call c)
                            : pick<DTYPE>(c, row, r, true, q, d, kiln_scale_draw(e, R), sm);
             }
         }
-        if (threadIdx.x == 0) {
-            tokens[i] = (int32_t)t;
-            if (o.logprobs)
-                o.logprobs[b * (K + 1) + i] =
-                    greedy ? 0.0f
-                           : kiln_logprob(kiln_load<DTYPE>(c, r, row.penalised, t), row.max,
-                                          row.temperature, row.log_s);
-        }
+        emit<DTYPE>(c, b, i, row, t);
         break;
     }
     if (threadIdx.x == 0) {
