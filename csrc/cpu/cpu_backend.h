@@ -29,8 +29,6 @@ void kiln_cpu_best_of_n(const float *scores, int64_t num_groups, int32_t n, int3
 /* Whole-row passes (cpu_kernels.c), vectorised. */
 /* w[i] = kiln_mass(x[i], m, c); returns their sum. */
 uint64_t kiln_cpu_masses(const float *x, int64_t n, float m, float c, uint64_t *w);
-/* The sum of kiln_mass(x[i], m, c). */
-uint64_t kiln_cpu_mass_sum(const float *x, int64_t n, float m, float c);
 /* Smallest and largest kiln_order_key(x[i]): the max logit, and whether the
  * row holds NaN (keys above +inf's or below -inf's) or +inf. */
 void kiln_cpu_key_range(const float *x, int64_t n, uint32_t *min_key, uint32_t *max_key);

@@ -27,15 +27,6 @@ uint64_t kiln_cpu_masses(const float *x, int64_t n, float m, float c, uint64_t *
 }
 
 KILN_CLONES
-uint64_t kiln_cpu_mass_sum(const float *x, int64_t n, float m, float c)
-{
-    uint64_t sum = 0;
-    for (int64_t i = 0; i < n; ++i)
-        sum += kiln_mass(x[i], m, c);
-    return sum;
-}
-
-KILN_CLONES
 void kiln_cpu_key_range(const float *x, int64_t n, uint32_t *min_key, uint32_t *max_key)
 {
     uint32_t lo = 0xFFFFFFFFu, hi = 0;
