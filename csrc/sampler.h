@@ -18,6 +18,9 @@ struct kiln_sampler {
      * call below what fits in 2^31 items, so the chunked path runs at sizes
      * a test can afford. 0: no cap. */
     int64_t sort_chunk_rows_cap;
+    /* Tests only (tests/test_gpu.c): nonzero sends every call through the
+     * per-row kernels, never the cluster path, so both stay covered. */
+    int cuda_cluster_off;
 };
 
 /* A kiln_sample call after validation: full-size structs (defaults filled in

@@ -6,6 +6,7 @@
 
 #include <cuda_runtime.h>
 
+#include "cluster_plan.h"
 #include "cuda_backend.h"
 #include "error.h"
 #include "launchers.cuh"
@@ -18,6 +19,7 @@ struct cuda_state {
     int64_t rows_per_chunk; /* rows per CUB sort call */
     size_t sort_temp_bytes;
     void *cublas; /* cuBLAS handle for kiln_sample_hidden; NULL when max_hidden == 0 */
+    int cluster_usable; /* the device runs cluster_row.cu's clusters for max_vocab */
 };
 
 /* cuBLAS's workspace for the LM-head GEMM, a slice of kiln's: NVIDIA
@@ -93,6 +95,21 @@ struct device_scope {
     }
 };
 
+/* The extras kernel, after the draws, when an output needs it. */
+kiln_status launch_extras_if_asked(const kiln_dev_call &c, const kiln_call *call,
+                                   cudaStream_t stream)
+{
+    const kiln_outputs &o = call->outputs;
+    const bool top_n = o.num_top_logprobs > 0 && (o.raw_top_ids || o.raw_top_logprobs ||
+                                                  o.final_top_ids || o.final_top_logprobs);
+    if (call->is_score || o.entropy || o.raw_ranks || top_n) {
+        const cudaError_t err = kiln_launch_extras(c, stream);
+        if (err != cudaSuccess)
+            return cuda_fail("extras kernel launch", err);
+    }
+    return KILN_SUCCESS;
+}
+
 } // namespace
 
 /* Host-only: the state and the workspace size of s->config. No CUDA call
@@ -111,6 +128,7 @@ extern "C" kiln_status kiln_cuda_configure(kiln_sampler *s)
     st.rows_per_chunk = cfg.max_batch < fit ? cfg.max_batch : fit;
     st.sort_temp_bytes = 0;
     st.cublas = nullptr;
+    st.cluster_usable = 0; /* kiln_cuda_create asks the device */
     if (cfg.algorithm == KILN_ALGORITHM_SORT) {
         cudaError_t err =
             kiln_sort_temp_bytes(st.rows_per_chunk, cfg.max_vocab, &st.sort_temp_bytes);
@@ -153,6 +171,12 @@ extern "C" kiln_status kiln_cuda_create(kiln_sampler *s)
         free(s->cuda);
         s->cuda = nullptr;
         return cuda_fail("cudaFuncSetAttribute (select kernel shared memory)", err);
+    }
+    err = kiln_cluster_row_configure(cfg.max_vocab, &((cuda_state *)s->cuda)->cluster_usable);
+    if (err != cudaSuccess) {
+        free(s->cuda);
+        s->cuda = nullptr;
+        return cuda_fail("cluster kernel attributes", err);
     }
     if (cfg.max_hidden > 0) {
         status = kiln_lm_head_create(&((cuda_state *)s->cuda)->cublas);
@@ -246,11 +270,28 @@ extern "C" kiln_status kiln_cuda_sample(const kiln_sampler *s, const kiln_call *
     if (s->sort_chunk_rows_cap > 0 && c.rows_per_chunk > s->sort_chunk_rows_cap)
         c.rows_per_chunk = s->sort_chunk_rows_cap;
 
+    /* Calls whose rows need no xbuf edits take the one-kernel cluster
+     * path: one read of the logits (docs/performance.md). The host sees
+     * everything this needs: histories and bias are per call. */
+    const kiln_cluster_plan plan = kiln_cluster_plan_for(bt.vocab_size);
+    c.cluster_ctas = plan.ctas;
+    c.cluster_chunk = plan.chunk;
+    const bool cluster = st.cluster_usable && !s->cuda_cluster_off && !call->is_verify &&
+                         !call->is_score && s->config.algorithm != KILN_ALGORITHM_SORT &&
+                         bt.history_offsets == nullptr && bt.logit_bias_offsets == nullptr;
+
     device_scope scope(st.device);
     if (scope.err != cudaSuccess)
         return cuda_fail("cudaSetDevice", scope.err);
     cudaStream_t stream = (cudaStream_t)call->stream;
-    cudaError_t err = kiln_launch_prepare(c, stream);
+    cudaError_t err;
+    if (cluster) {
+        err = kiln_launch_cluster_row(c, stream);
+        if (err != cudaSuccess)
+            return cuda_fail("cluster kernel launch", err);
+        return launch_extras_if_asked(c, call, stream);
+    }
+    err = kiln_launch_prepare(c, stream);
     if (err != cudaSuccess)
         return cuda_fail("prepare kernel launch", err);
     if (c.sort) {
@@ -273,15 +314,7 @@ extern "C" kiln_status kiln_cuda_sample(const kiln_sampler *s, const kiln_call *
         if (err != cudaSuccess)
             return cuda_fail("draw kernel launch", err);
     }
-    const kiln_outputs &o = call->outputs;
-    const bool top_n = o.num_top_logprobs > 0 && (o.raw_top_ids || o.raw_top_logprobs ||
-                                                  o.final_top_ids || o.final_top_logprobs);
-    if (call->is_score || o.entropy || o.raw_ranks || top_n) {
-        err = kiln_launch_extras(c, stream);
-        if (err != cudaSuccess)
-            return cuda_fail("extras kernel launch", err);
-    }
-    return KILN_SUCCESS;
+    return launch_extras_if_asked(c, call, stream);
 }
 
 extern "C" kiln_status kiln_cuda_sample_hidden(const kiln_sampler *s, const kiln_lm_head *head,

@@ -81,6 +81,9 @@ struct kiln_dev_call {
     const int32_t *ids_sorted;
     int32_t *seg_begin, *seg_end; /* [rows] offsets within the row's sort chunk */
     int64_t rows_per_chunk;       /* rows per CUB call: rows * V < 2^31 */
+    /* the cluster path (cluster_row.cu, csrc/cluster_plan.h) */
+    int32_t cluster_ctas;  /* CTAs per row */
+    int64_t cluster_chunk; /* tokens per CTA */
 };
 
 /* Tokens per tile of the tile and draw kernels. */

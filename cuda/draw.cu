@@ -3,8 +3,8 @@
  * tile holding r and the token inside it by warp scans in ascending id
  * order, exactly as docs/semantics.md section 7 defines. */
 #include <cub/block/block_reduce.cuh>
-#include <curand_kernel.h>
 
+#include "curand_draw.cuh"
 #include "device_call.cuh"
 #include "launchers.cuh"
 
@@ -59,26 +59,6 @@ __device__ __forceinline__ uint64_t warp_inclusive_sum(uint64_t v, int lane)
     return v;
 }
 
-/* Draw j's 64 random bits from cuRAND's own Philox4x32-10 (docs/semantics.md
- * section 7): subsequence j, outputs 2 * offset (high half) and
- * 2 * offset + 1 (low half). That position needs 65 bits when offset >=
- * 2^63, so the top bit of offset (2^64 outputs) is skipped as two skips of
- * 2^63. tests/test_philox.c holds csrc/shared/philox.h, which the CPU uses,
- * to cuRAND's host generator; tests/test_gpu.c holds this to both. */
-__device__ __forceinline__ uint64_t curand_draw64(uint64_t seed, uint64_t subsequence,
-                                                  uint64_t offset)
-{
-    const uint64_t top = (uint64_t)1 << 63;
-    curandStatePhilox4_32_10_t state;
-    curand_init(seed, subsequence, (offset & ~top) << 1, &state);
-    if (offset & top) {
-        skipahead(top, &state);
-        skipahead(top, &state);
-    }
-    const uint32_t hi = curand(&state);
-    const uint32_t lo = curand(&state);
-    return ((uint64_t)hi << 32) | lo;
-}
 
 template <int DTYPE>
 __global__ void __launch_bounds__(kDrawThreads) draw_kernel(const kiln_dev_call c)

@@ -23,6 +23,15 @@ cudaError_t kiln_launch_sort_and_cut(kiln_dev_call c, void *temp, size_t temp_by
 cudaError_t kiln_select_cut_configure(void);
 cudaError_t kiln_launch_select_cut(const kiln_dev_call &c, cudaStream_t stream);
 
+/* cluster_row.cu: the one-kernel path of plain calls (no histories, bias,
+ * drafts or score targets). kiln_cluster_row_configure sets its attributes
+ * for max_vocab on the current device at sampler creation and says whether
+ * its largest cluster fits there (*usable); cudaSuccess with *usable = 0
+ * when the device cannot run it (the per-row kernels then serve). */
+cudaError_t kiln_cluster_row_configure(int64_t max_vocab, int *usable);
+size_t kiln_cluster_row_smem_bytes(int64_t chunk);
+cudaError_t kiln_launch_cluster_row(const kiln_dev_call &c, cudaStream_t stream);
+
 /* draw.cu: tile sums and probabilities, then the draws. */
 cudaError_t kiln_launch_draw(const kiln_dev_call &c, cudaStream_t stream);
 

@@ -405,13 +405,20 @@ static int is_special(const batch_data *d, int64_t r, int64_t i)
     return (h & exp_bits) == exp_bits && h != neg_inf;
 }
 
-static void mask_parity(int64_t B, int64_t V, kiln_dtype dt)
+/* `plain`: no bias and no histories, so the GPU call takes the cluster
+ * path (the mask applied as each chunk is loaded). */
+static void mask_parity(int64_t B, int64_t V, kiln_dtype dt, int plain)
 {
     const int32_t n = 3;
     batch_data d = make_batch(B, V, dt, n, (uint64_t)(B * 977 + V + dt));
     kiln_batch b;
     kiln_sampling_params p;
     batch_views(&d, &b, &p);
+    if (plain) {
+        b.history_offsets = NULL;
+        b.history_ids = NULL;
+        b.prompt_lengths = NULL;
+    }
     const int64_t words = (V + 31) / 32, stride = words + 1;
     int32_t *mask = malloc((size_t)(B * stride) * 4);
     ks_rng rng = { (uint64_t)(V * 31 + B) };
@@ -442,9 +449,11 @@ static void mask_parity(int64_t B, int64_t V, kiln_dtype dt)
         }
         boff[r + 1] = boff[r] + m;
     }
-    b.logit_bias_offsets = boff;
-    b.logit_bias_ids = bids;
-    b.logit_bias_values = bvals;
+    if (!plain) {
+        b.logit_bias_offsets = boff;
+        b.logit_bias_ids = bids;
+        b.logit_bias_values = bvals;
+    }
     kt_sampler cpu = make_sampler(KILN_BACKEND_CPU, B, V, n);
     kt_result rc = kt_result_alloc(B, V, n), rg = kt_result_alloc(B, V, n);
     cr_assert_eq(kt_sample(&cpu, &b, &p, &rc), KILN_SUCCESS, "CPU: %s", kt_error());
@@ -456,8 +465,8 @@ static void mask_parity(int64_t B, int64_t V, kiln_dtype dt)
         cr_assert_eq(kt_sample_device(&gpu, &b, &p, &rg), KILN_SUCCESS, "GPU: %s", kt_error());
         char msg[320];
         first_difference(&rg, &rc, 0, msg, sizeof msg);
-        cr_assert(kt_result_equal(&rg, &rc), "mask B=%lld V=%lld dtype=%d GPU %s: %s",
-                  (long long)B, (long long)V, (int)dt, a == 0 ? "select" : "sort", msg);
+        cr_assert(kt_result_equal(&rg, &rc), "mask B=%lld V=%lld dtype=%d plain=%d GPU %s: %s",
+                  (long long)B, (long long)V, (int)dt, plain, a == 0 ? "select" : "sort", msg);
         free_sampler(&gpu);
     }
     kt_result_free(&rc);
@@ -478,7 +487,8 @@ Test(gpu_parity, token_mask_and_logit_bias, .timeout = 900)
     const size_t nv = small_grid() ? 2 : 3;
     for (size_t i = 0; i < nv; ++i)
         for (size_t j = 0; j < 3; ++j)
-            mask_parity(i == 2 ? 7 : 33, vs[i], dts[j]);
+            for (int plain = 0; plain < 2; ++plain)
+                mask_parity(i == 2 ? 7 : 33, vs[i], dts[j], plain);
 }
 
 /* The CUB sort in chunks: caps that divide the rows, that leave a short
@@ -516,6 +526,94 @@ Test(gpu_parity, many_draws_per_row, .timeout = 600)
     free_sampler(&cpu);
     free_sampler(&gpu);
     free_batch(&d);
+}
+
+/* ------------------------------------------------- the cluster path */
+
+/* Calls without histories or bias take cuda/cluster_row.cu's one kernel
+ * (one cluster of CTAs per row, the row in shared memory). CPU == GPU
+ * cluster == GPU per-row kernels (the sampler's tests-only switch), every
+ * byte, over the parity batch's rows (greedy, top-k, top-p, min-p, tiny
+ * and huge temperatures, NaN/inf rows, bad device parameters) at
+ * vocabularies around the plan's chunk and cluster-size steps
+ * (csrc/cluster_plan.h: 8192 tokens per CTA, 16 CTAs from 131073).
+ * `pad` > 0 lays the rows out with row_stride = V + pad, so most rows start
+ * off 16-byte alignment (the scalar load path). */
+static void cluster_parity(int64_t B, int64_t V, kiln_dtype dt, int32_t n, int64_t pad)
+{
+    batch_data d = make_batch(B, V, dt, n, (uint64_t)(B * 433 + V + dt + pad));
+    kiln_batch b;
+    kiln_sampling_params p;
+    batch_views(&d, &b, &p);
+    b.history_offsets = NULL;
+    b.history_ids = NULL;
+    b.prompt_lengths = NULL;
+    void *padded = NULL;
+    if (pad > 0) {
+        const size_t es = dt == KILN_DTYPE_F32 ? 4 : 2, stride = (size_t)(V + pad);
+        padded = calloc((size_t)B * stride, es);
+        for (int64_t r = 0; r < B; ++r)
+            memcpy((char *)padded + (size_t)r * stride * es, (char *)d.logits + (size_t)(r * V) * es,
+                   (size_t)V * es);
+        b.logits = padded;
+        b.row_stride = (int64_t)stride;
+    }
+    kt_sampler cpu = make_sampler(KILN_BACKEND_CPU, B, V, n);
+    kt_result rc = kt_result_alloc(B, V, n), rg = kt_result_alloc(B, V, n);
+    cr_assert_eq(kt_sample(&cpu, &b, &p, &rc), KILN_SUCCESS, "CPU: %s", kt_error());
+    for (int off = 0; off < 2; ++off) {
+        kt_sampler gpu = make_sampler(KILN_BACKEND_CUDA, B, V, n);
+        gpu.sampler->cuda_cluster_off = off;
+        kt_result_poison(&rg);
+        cr_assert_eq(kt_sample_device(&gpu, &b, &p, &rg), KILN_SUCCESS, "GPU: %s", kt_error());
+        char msg[320];
+        first_difference(&rg, &rc, 0, msg, sizeof msg);
+        cr_assert(kt_result_equal(&rg, &rc), "B=%lld V=%lld dtype=%d n=%d pad=%lld GPU %s: %s",
+                  (long long)B, (long long)V, (int)dt, (int)n, (long long)pad,
+                  off ? "per-row kernels" : "cluster", msg);
+        free_sampler(&gpu);
+    }
+    kt_result_free(&rc);
+    kt_result_free(&rg);
+    free_sampler(&cpu);
+    free(padded);
+    free_batch(&d);
+}
+
+Test(gpu_parity, cluster_plain_rows, .timeout = 1800)
+{
+    KT_REQUIRE_GPU();
+    static const int64_t vs[] = { 2, 111, 8192, 8193, 32000, 128256, 131072, 131073, 151936, 262144 };
+    static const int64_t bs[] = { 1, 7, 64 };
+    static const kiln_dtype dts[] = { KILN_DTYPE_F32, KILN_DTYPE_BF16, KILN_DTYPE_F16 };
+    const size_t nv = small_grid() ? 5 : sizeof vs / sizeof vs[0];
+    const size_t nb = small_grid() ? 2 : 3;
+    for (size_t k = 0; k < 3; ++k)
+        for (size_t i = 0; i < nb; ++i)
+            for (size_t j = 0; j < nv; ++j)
+                cluster_parity(bs[i], vs[j], dts[k], 3, 0);
+}
+
+Test(gpu_parity, cluster_misaligned_rows, .timeout = 600)
+{
+    KT_REQUIRE_GPU();
+    static const int64_t vs[] = { 111, 32003, 128256 };
+    const size_t nv = small_grid() ? 2 : 3;
+    for (size_t j = 0; j < nv; ++j) {
+        cluster_parity(9, vs[j], KILN_DTYPE_F32, 2, 1);
+        cluster_parity(9, vs[j], KILN_DTYPE_BF16, 2, 3);
+        cluster_parity(9, vs[j], KILN_DTYPE_F16, 2, 5);
+    }
+}
+
+/* More draws than the cluster has warps (16 CTAs x 8 at V = 131073): every
+ * warp loops, draws land in every CTA's chunk. */
+Test(gpu_parity, cluster_many_draws, .timeout = 600)
+{
+    KT_REQUIRE_GPU();
+    cluster_parity(5, 50000, KILN_DTYPE_F32, 4096, 0);
+    if (!small_grid())
+        cluster_parity(3, 131073, KILN_DTYPE_BF16, 1000, 0);
 }
 
 #ifdef KILN_TEST_HAVE_CUDART
@@ -666,7 +764,8 @@ static void device_call_fetch(const device_call *c, kt_result *r, cudaStream_t s
  * the same device buffers, poisons every output, replays, and every output
  * must equal the CPU backend's for that step's inputs; a direct (uncaptured)
  * call on the same buffers must too. */
-static void graph_case(kiln_algorithm alg, int64_t chunk_cap)
+/* `plain`: the call carries no histories, so it takes the cluster path. */
+static void graph_case(kiln_algorithm alg, int64_t chunk_cap, int plain)
 {
     const int64_t B = 64, V = 32000;
     const int32_t n = 2;
@@ -674,6 +773,11 @@ static void graph_case(kiln_algorithm alg, int64_t chunk_cap)
     gpu.sampler->sort_chunk_rows_cap = chunk_cap;
     kt_sampler cpu = make_sampler(KILN_BACKEND_CPU, B, V, n);
     device_call c = device_call_alloc(B, V, n);
+    if (plain) {
+        c.batch.history_offsets = NULL;
+        c.batch.history_ids = NULL;
+        c.batch.prompt_lengths = NULL;
+    }
     cudaStream_t stream;
     CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
 
@@ -715,6 +819,11 @@ static void graph_case(kiln_algorithm alg, int64_t chunk_cap)
         kiln_batch hb;
         kiln_sampling_params hp;
         batch_views(&d, &hb, &hp);
+        if (plain) {
+            hb.history_offsets = NULL;
+            hb.history_ids = NULL;
+            hb.prompt_lengths = NULL;
+        }
         kt_result_poison(&want);
         cr_assert_eq(kt_sample(&cpu, &hb, &hp, &want), KILN_SUCCESS, "CPU: %s", kt_error());
         char msg[320];
@@ -1371,13 +1480,20 @@ Test(gpu_outputs, top_n_at_the_limit_with_ties, .timeout = 300)
 Test(gpu_graph, capture_and_replay_with_new_parameters, .timeout = 300)
 {
     KT_REQUIRE_GPU();
-    graph_case(KILN_ALGORITHM_AUTO, 0);
+    graph_case(KILN_ALGORITHM_AUTO, 0, 0);
+}
+
+/* cudaLaunchKernelEx with a cluster dimension, captured and replayed. */
+Test(gpu_graph, cluster_capture_and_replay, .timeout = 300)
+{
+    KT_REQUIRE_GPU();
+    graph_case(KILN_ALGORITHM_AUTO, 0, 1);
 }
 
 Test(gpu_graph, sort_in_chunks_capture_and_replay, .timeout = 300)
 {
     KT_REQUIRE_GPU();
-    graph_case(KILN_ALGORITHM_SORT, 16); /* 4 CUB calls inside the graph */
+    graph_case(KILN_ALGORITHM_SORT, 16, 0); /* 4 CUB calls inside the graph */
 }
 
 /* ----------------------------------------------------------- concurrency */
