@@ -24,6 +24,7 @@
 
 #include "kiln/kiln.h"
 #include "logit_shapes.h"
+#include "sampler.h" /* cuda_cluster_off, for cuda-rows */
 
 #ifdef KILN_BENCH_CUDA
 #include <cuda_runtime_api.h>
@@ -50,11 +51,16 @@ static const method all_methods[] = {
 typedef struct backend_spec {
     const char *name;
     kiln_algorithm algorithm;
+    int cluster_off; /* the per-row kernels instead of the cluster path */
 } backend_spec;
 
+/* cuda-auto takes the cluster path for these plain calls; cuda-rows is the
+ * same call through the per-row kernels (prepare, select, tiles, draws),
+ * for the comparison docs/performance.md's model predicts. */
 static const backend_spec all_backends[] = {
-    { "cuda-auto", KILN_ALGORITHM_AUTO },
-    { "cuda-sort", KILN_ALGORITHM_SORT },
+    { "cuda-auto", KILN_ALGORITHM_AUTO, 0 },
+    { "cuda-sort", KILN_ALGORITHM_SORT, 0 },
+    { "cuda-rows", KILN_ALGORITHM_AUTO, 1 },
 };
 #define N_BACKENDS (int)(sizeof all_backends / sizeof all_backends[0])
 
@@ -217,6 +223,7 @@ static int bench_one(const backend_spec *bs, const method *m, int64_t B, int64_t
     cfg.max_vocab = V;
     kiln_sampler *s = NULL;
     KCK(kiln_sampler_create(&cfg, &s));
+    s->cuda_cluster_off = bs->cluster_off;
     size_t ws_bytes = 0;
     KCK(kiln_sampler_workspace_size(s, &ws_bytes));
     void *ws = NULL;
@@ -303,7 +310,7 @@ int main(int argc, char **argv)
     int n_rows = 3, n_vocab = 3;
     int dtypes[2] = { KILN_DTYPE_F32, KILN_DTYPE_BF16 }, n_dtypes = 2;
     int methods[N_METHODS] = { 0, 1, 2, 3 }, n_methods = 4;
-    int backends[N_BACKENDS] = { 0, 1 }, n_backends = 2;
+    int backends[N_BACKENDS] = { 0, 1, 2 }, n_backends = 3;
     int min_reps = 20;
     double budget_s = 1e9;
     const char *csv_path = NULL;

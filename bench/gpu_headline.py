@@ -20,7 +20,8 @@ Logits: the same four row shapes as kiln-gpu-bench (Zipf-like, Zipf, peaked, fla
 generated on the GPU with a fixed seed. CSV columns are kiln-bench's.
 
 report joins the CSVs: per dtype and method, a row per (V, B) with kiln cuda-auto
-and cuda-sort, PyTorch, FlashInfer and the floor in microseconds per call, and the
+(the cluster path for these plain calls), cuda-rows (the same call through the
+per-row kernels) and cuda-sort, PyTorch, FlashInfer and the floor in microseconds per call, and the
 time ratios kiln/torch, kiln/FlashInfer and kiln/floor (kiln = cuda-auto; below 1
 means kiln takes less time; kiln/floor is how many times the floor kiln takes).
 Exit status of peers: 0, 1 on error, 77 when torch or its GPU is missing.
@@ -322,14 +323,15 @@ def report(paths):
     for dt, m in groups:
         print(f"### {m}, {dt}")
         print()
-        print("| V | B | kiln cuda-auto µs | kiln cuda-sort µs | torch µs | FlashInfer µs | floor µs "
-              "| kiln/torch | kiln/FlashInfer | kiln/floor |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("| V | B | kiln cuda-auto µs | kiln cuda-rows µs | kiln cuda-sort µs | torch µs | FlashInfer µs "
+              "| floor µs | kiln/torch | kiln/FlashInfer | kiln/floor |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for key in sorted(k for k in by if k[0] == dt and k[1] == m):
             v = by[key]
             kiln = v.get("cuda-auto")
             fl = floor_of.get(key)
-            print(f"| {key[2]} | {key[3]} | {fmt(kiln)} | {fmt(v.get('cuda-sort'))} | {fmt(v.get('torch-cuda'))} "
+            print(f"| {key[2]} | {key[3]} | {fmt(kiln)} | {fmt(v.get('cuda-rows'))} | {fmt(v.get('cuda-sort'))} "
+                  f"| {fmt(v.get('torch-cuda'))} "
                   f"| {fmt(v.get('flashinfer'))} | {fmt(fl)} | {ratio(kiln, v.get('torch-cuda'))} "
                   f"| {ratio(kiln, v.get('flashinfer'))} | {ratio(kiln, fl)} |")
         print()
