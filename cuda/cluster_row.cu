@@ -69,9 +69,7 @@ enum exchange_slot {
 };
 
 struct level_slot {
-    unsigned long long slice; /* this CTA's slice of the summed histogram */
-    unsigned long long above; /* written into every CTA by the finder */
-    uint32_t digit;
+    unsigned long long slices[kMaxCtas]; /* each CTA's slice total, written by that CTA */
 };
 
 /* The static part of a CTA's shared memory; the group sums and the chunk
@@ -91,7 +89,10 @@ struct cluster_storage {
     level_slot lv[2 * kLevels];
     unsigned long long result[4];
     unsigned long long chunk_kept[kMaxCtas];
-    unsigned long long offset;
+    int owner;
+    unsigned long long owner_base;
+    uint32_t found_digit;
+    unsigned long long found_above;
     int list_count;
     arg_max row_best;
     float row_max;
@@ -129,6 +130,13 @@ struct cut {
 __device__ __forceinline__ bool before_or_at(uint32_t key, uint32_t id, cut c)
 {
     return key > c.key || (key == c.key && id <= c.id);
+}
+
+/* kiln_mass without the exponential where the mass is 0 (kiln_has_mass:
+ * exactly t < -40); the branch is taken by whole warps on the far tail. */
+__device__ __forceinline__ uint64_t mass_of(float x, float m, float c)
+{
+    return kiln_has_mass(x, m, c) ? kiln_mass(x, m, c) : 0;
 }
 
 __device__ __forceinline__ bool is_kept(const row_consts &r, float x, int64_t i, uint64_t w)
@@ -327,14 +335,6 @@ __constant__ level kLevelTable[kLevels] = {
     { 0, 21, 0x7FFu }, { 0, 10, 0x7FFu }, { 0, 0, 0x3FFu }, { 1, 12, 0xFFFu }, { 1, 0, 0xFFFu },
 };
 
-/* topk_select.cu's radix_cut over the cluster: the shortest canonical
- * prefix whose weight reaches `target` (weight 1, or the mass when
- * BY_MASS), among the tokens before_or_at `within` when `restrict`. Per
- * level: every CTA histograms its chunk; CTA r sums, over the C histograms,
- * the bins of walk positions [r P, (r + 1) P); the slices' totals give each
- * CTA its offset; the one thread whose bin holds the boundary writes the
- * digit into every CTA. Three cluster barriers per level. The histograms
- * must be zero on entry and are zero again on return. */
 /* The tokens a pass must see: this CTA's candidate list when it has one
  * (list_n >= 0), else its whole chunk. */
 struct candidates {
@@ -378,11 +378,21 @@ __device__ candidates build_list(cluster_storage &sm, const float *xs, int n, ui
     return cs;
 }
 
+/* topk_select.cu's radix_cut over the cluster: the shortest canonical
+ * prefix whose weight reaches `target` (weight 1, or the mass when
+ * BY_MASS), among the tokens before_or_at `within` when `restrict`. Per
+ * level: every CTA histograms its candidates; CTA r sums, over the C
+ * histograms, the bins of walk positions [r P, (r + 1) P) into its comb
+ * and sends the slice's total to every CTA; then each CTA finds the owner
+ * of the boundary from the slice totals and the bin from the owner's comb,
+ * itself, so every CTA derives the same digit: two cluster barriers per
+ * level. With make_list, the first level also builds the CTA's candidate
+ * list (build_list). The histograms are zero on entry and on return. */
 template <bool BY_MASS>
 __device__ cut cluster_cut(const cg::cluster_group &cl, cluster_storage &sm, const float *xs,
-                           candidates &cs, uint16_t *list, bool make_list, int64_t begin,
-                           const row_consts &rc, bool restrict, cut within, uint64_t target,
-                           int slot0)
+                           candidates &cs, uint16_t *list, bool make_list,
+                           unsigned long long *comb, int64_t begin, const row_consts &rc,
+                           bool restrict, cut within, uint64_t target, int slot0)
 {
     const int C = (int)cl.num_blocks(), rank = (int)cl.block_rank();
     const int P = kMaxBins / C;
@@ -405,7 +415,7 @@ __device__ cut cluster_cut(const cg::cluster_group &cl, cluster_storage &sm, con
                 atomicAdd(&sm.lo[d], 1u);
                 return;
             }
-            const uint64_t w = kiln_mass(x, rc.max, rc.exp2_factor);
+            const uint64_t w = mass_of(x, rc.max, rc.exp2_factor);
             if (w == 0)
                 return;
             const uint32_t w_lo = (uint32_t)w;
@@ -415,67 +425,96 @@ __device__ cut cluster_cut(const cg::cluster_group &cl, cluster_storage &sm, con
             if (up != 0)
                 atomicAdd(&sm.hi[d], up);
         });
-        cl.sync(); /* every CTA's histogram is complete */
+        cl.sync(); /* A: every CTA's histogram is complete */
 
-        /* bin totals of this thread's walk positions; only the thread whose
-         * range holds the boundary sums them again to find it */
-        auto bin_total = [&](int q, uint32_t *digit) {
-            const int local = threadIdx.x * Q + q;
-            const int pos = rank * P + local;
-            if (q >= Q || local >= P || pos >= bins)
-                return 0ull;
-            const int d = L.on_id ? pos : bins - 1 - pos;
-            *digit = (uint32_t)d;
-            unsigned long long v = 0;
-            for (int r = 0; r < C; ++r) {
-                const cluster_storage *peer = cl.map_shared_rank(&sm, (unsigned)r);
-                v += ((unsigned long long)peer->hi[d] << 32) | peer->lo[d];
-            }
-            return v;
-        };
+        /* this CTA's slice of walk positions, summed over the C
+         * histograms into comb (C = 1: its own histogram is the sum) */
+        auto digit_at = [&](int pos) { return L.on_id ? pos : bins - 1 - pos; };
         unsigned long long own = 0;
-        for (int q = 0; q < Q; ++q) {
-            uint32_t d;
-            own += bin_total(q, &d);
+        if (C > 1) {
+            for (int q = 0; q < Q; ++q) {
+                const int local = threadIdx.x * Q + q;
+                if (local >= P)
+                    break;
+                const int pos = rank * P + local;
+                unsigned long long v = 0;
+                if (pos < bins) {
+                    const int d = digit_at(pos);
+                    for (int r = 0; r < C; ++r) {
+                        const cluster_storage *peer = cl.map_shared_rank(&sm, (unsigned)r);
+                        v += ((unsigned long long)peer->hi[d] << 32) | peer->lo[d];
+                    }
+                }
+                comb[local] = v;
+                own += v;
+            }
+            const unsigned long long slice = reduce_u64(sm.cub.sum).Sum(own);
+            if (threadIdx.x == 0)
+                for (int r = 0; r < C; ++r)
+                    cl.map_shared_rank(&sm, (unsigned)r)->lv[slot0 + lv].slices[rank] = slice;
         }
-        unsigned long long before, slice;
-        scan_u64(sm.cub.scan).ExclusiveSum(own, before, slice);
-        if (threadIdx.x == 0)
-            sm.lv[slot0 + lv].slice = slice;
-        cl.sync(); /* slices are out, and no peer reads this histogram again */
+        cl.sync(); /* B: the slices and every CTA's comb are out; no peer reads this
+                      CTA's histogram again this level */
 
-        for (int d = threadIdx.x; d < kMaxBins; d += kThreads) {
-            sm.lo[d] = 0;
-            sm.hi[d] = 0;
-        }
-        if (threadIdx.x < 32) {
-            const int r = threadIdx.x;
-            unsigned long long s =
-                r < rank ? cl.map_shared_rank(&sm, (unsigned)r)->lv[slot0 + lv].slice : 0ull;
-            s = warp_sum(s);
-            if (r == 0)
-                sm.offset = s;
+        /* Every CTA finds the boundary itself: the owner of the slice where
+         * the running weight reaches the target (slices in rank order are
+         * consecutive walk positions), then the bin inside the owner's comb. */
+        if (threadIdx.x == 0) {
+            unsigned long long run = above;
+            int o = C - 1;
+            for (int r = 0; r < C; ++r) {
+                const unsigned long long sl = C > 1 ? sm.lv[slot0 + lv].slices[r] : 0ull;
+                if (C == 1 || run + sl >= target) {
+                    o = r;
+                    break;
+                }
+                run += sl;
+            }
+            sm.owner = o;
+            sm.owner_base = run;
+            sm.found_digit = 0;
+            sm.found_above = run;
         }
         __syncthreads();
-        unsigned long long run = above + sm.offset + before;
-        if (run < target && run + own >= target) {
+        const int o = sm.owner;
+        const cluster_storage *own_sm = &sm;
+        const unsigned long long *oc = cl.map_shared_rank(comb, (unsigned)o);
+        auto bin_of = [&](int local) {
+            const int pos = o * P + local;
+            if (local >= P || pos >= bins)
+                return 0ull;
+            if (C == 1) {
+                const int d = digit_at(pos);
+                return ((unsigned long long)own_sm->hi[d] << 32) | own_sm->lo[d];
+            }
+            return oc[local];
+        };
+        unsigned long long mine = 0;
+        for (int q = 0; q < Q; ++q)
+            mine += bin_of(threadIdx.x * Q + q);
+        unsigned long long before;
+        scan_u64(sm.cub.scan).ExclusiveSum(mine, before);
+        unsigned long long run = sm.owner_base + before;
+        if (run < target && run + mine >= target) {
             for (int q = 0; q < Q; ++q) {
-                uint32_t d = 0;
-                const unsigned long long v = bin_total(q, &d);
+                const unsigned long long v = bin_of(threadIdx.x * Q + q);
                 if (run < target && run + v >= target) {
-                    for (int r = 0; r < C; ++r) {
-                        level_slot *out = &cl.map_shared_rank(&sm, (unsigned)r)->lv[slot0 + lv];
-                        out->digit = d;
-                        out->above = run; /* weight strictly before the boundary digit */
-                    }
+                    sm.found_digit = (uint32_t)digit_at(o * P + threadIdx.x * Q + q);
+                    sm.found_above = run; /* weight strictly before the boundary digit */
                 }
                 run += v;
             }
         }
-        cl.sync(); /* the boundary digit is in every CTA */
-
-        above = sm.lv[slot0 + lv].above;
-        const uint32_t d = sm.lv[slot0 + lv].digit;
+        __syncthreads();
+        above = sm.found_above;
+        const uint32_t d = sm.found_digit;
+        /* zero the histogram for the next level (peers read it only between
+         * A and B; C = 1 read it just now) */
+        for (int i = threadIdx.x; i < kMaxBins; i += kThreads) {
+            sm.lo[i] = 0;
+            sm.hi[i] = 0;
+        }
+        __syncthreads();
         if (L.on_id) {
             id_prefix |= d << L.shift;
             id_mask |= L.mask << L.shift;
@@ -576,14 +615,17 @@ __device__ void finish_fixed(const kiln_dev_call &c, int64_t b, int rank, int64_
  * shared memory), the token inside the group (a warp scan), exactly the
  * first token whose inclusive prefix of kept masses exceeds r (section 7). */
 __device__ void draws(const cg::cluster_group &cl, cluster_storage &sm, const kiln_dev_call &c,
-                      int64_t b, const kiln_row_params &p, const row_consts &rc,
+                      int64_t b, const row_consts &rc,
                       const kiln_dev_row &row, unsigned long long *groups, float *xs, int64_t chunk)
 {
     const int C = (int)cl.num_blocks(), rank = (int)cl.block_rank();
     const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
     const int64_t ns = c.num_samples;
+    /* read again here rather than kept in registers through the cuts */
+    const uint64_t seed = c.params.seed ? c.params.seed[b] : c.params.seed_all;
+    const uint64_t offset = c.params.offset ? c.params.offset[b] : c.params.offset_all;
     for (int64_t j = (int64_t)rank * kWarps + warp; j < ns; j += (int64_t)C * kWarps) {
-        const uint64_t u = curand_draw64(p.seed, (uint64_t)j, p.offset);
+        const uint64_t u = curand_draw64(seed, (uint64_t)j, offset);
         const unsigned long long r = kiln_scale_draw(u, row.total);
         int o = 0;
         unsigned long long base = 0;
@@ -614,7 +656,7 @@ __device__ void draws(const cg::cluster_group &cl, cluster_storage &sm, const ki
         const bool in = t < n_o;
         const float x = in ? px[t] : __int_as_float(0xFF800000);
         const int64_t i = begin_o + t;
-        uint64_t w = kiln_mass(x, rc.max, rc.exp2_factor);
+        uint64_t w = mass_of(x, rc.max, rc.exp2_factor);
         if (!in || !is_kept(rc, x, i, w))
             w = 0;
         const unsigned long long incl = warp_inclusive_sum(w, lane);
@@ -637,7 +679,8 @@ __device__ void draws(const cg::cluster_group &cl, cluster_storage &sm, const ki
 
 template <int DTYPE>
 __device__ void cluster_row(const kiln_dev_call &c, cluster_storage &sm,
-                            unsigned long long *groups, float *xs, uint16_t *list)
+                            unsigned long long *groups, float *xs, uint16_t *list,
+                            unsigned long long *comb)
 {
     const cg::cluster_group cl = cg::this_cluster();
     const int C = (int)cl.num_blocks(), rank = (int)cl.block_rank();
@@ -709,8 +752,8 @@ __device__ void cluster_row(const kiln_dev_call &c, cluster_storage &sm,
         unsigned long long e[4] = { 0, 0, 0, 0 }; /* S1, count, hi, lo (prepare.cu) */
         for (int t = threadIdx.x; t < n; t += kThreads) {
             const float x = xs[t];
-            const uint64_t w = kiln_mass(x, m, KILN_LOG2E_F);
-            const uint64_t tw = w * (uint64_t)kiln_mass_exponent(x, m, KILN_LOG2E_F);
+            const uint64_t w = mass_of(x, m, KILN_LOG2E_F);
+            const uint64_t tw = w ? w * (uint64_t)kiln_mass_exponent(x, m, KILN_LOG2E_F) : 0;
             e[0] += w;
             e[1] += w != 0;
             e[2] += tw >> 32;
@@ -730,7 +773,7 @@ __device__ void cluster_row(const kiln_dev_call &c, cluster_storage &sm,
         unsigned long long s1[1] = { 0 };
         if (need_raw) {
             for (int t = threadIdx.x; t < n; t += kThreads)
-                s1[0] += kiln_mass(xs[t], m, KILN_LOG2E_F);
+                s1[0] += mass_of(xs[t], m, KILN_LOG2E_F);
             cluster_sums<1>(cl, sm, s1, kSlotGreedyS1);
         }
         kiln_dev_row g = blank_row(KILN_ROW_GREEDY);
@@ -760,10 +803,10 @@ __device__ void cluster_row(const kiln_dev_call &c, cluster_storage &sm,
          * group sums */
         unsigned long long v[4] = { 0, 0, 0, 0 };
         for_each_group(n, xs, [&](int g, int, bool in, float x) {
-            const uint64_t w = kiln_mass(x, m, rc.exp2_factor);
+            const uint64_t w = mass_of(x, m, rc.exp2_factor);
             v[0] += w;
             if (separate_t1)
-                v[1] += kiln_mass(x, m, KILN_LOG2E_F);
+                v[1] += mass_of(x, m, KILN_LOG2E_F);
             const bool keep = in && w >= rc.min_mass;
             v[2] += keep;
             const unsigned long long kw = keep ? w : 0;
@@ -785,9 +828,9 @@ __device__ void cluster_row(const kiln_dev_call &c, cluster_storage &sm,
         if (k == V || need_raw) {
             unsigned long long v[2] = { 0, 0 };
             for (int t = threadIdx.x; t < n; t += kThreads) {
-                v[0] += kiln_mass(xs[t], m, rc.exp2_factor);
+                v[0] += mass_of(xs[t], m, rc.exp2_factor);
                 if (separate_t1)
-                    v[1] += kiln_mass(xs[t], m, KILN_LOG2E_F);
+                    v[1] += mass_of(xs[t], m, KILN_LOG2E_F);
             }
             cluster_sums<2>(cl, sm, v, kSlotTotals);
             total = v[0];
@@ -798,20 +841,20 @@ __device__ void cluster_row(const kiln_dev_call &c, cluster_storage &sm,
         unsigned long long mass_k = total;
         candidates cs = { list, -1, n };
         if (k < V) {
-            top = cluster_cut<false>(cl, sm, xs, cs, list, true, begin, rc, false, all,
+            top = cluster_cut<false>(cl, sm, xs, cs, list, true, comb, begin, rc, false, all,
                                      (uint64_t)k, 0);
             unsigned long long s[1] = { 0 };
             for_each_candidate(cs, [&](int t) {
                 const float x = xs[t];
                 if (before_or_at(kiln_order_key(x), (uint32_t)(begin + t), top))
-                    s[0] += kiln_mass(x, m, rc.exp2_factor);
+                    s[0] += mass_of(x, m, rc.exp2_factor);
             });
             cluster_sums<1>(cl, sm, s, kSlotMassK);
             mass_k = s[0];
         }
         cut last = top;
         if (kiln_flt(p.top_p, 1.0f))
-            last = cluster_cut<true>(cl, sm, xs, cs, list, false, begin, rc, k < V, top,
+            last = cluster_cut<true>(cl, sm, xs, cs, list, k == V, comb, begin, rc, k < V, top,
                                      kiln_ceil_scale(p.top_p, mass_k), kLevels);
         rc.cut_key = last.key;
         rc.cut_id = last.id;
@@ -826,7 +869,7 @@ __device__ void cluster_row(const kiln_dev_call &c, cluster_storage &sm,
                 const float x = xs[t];
                 if (!before_or_at(kiln_order_key(x), (uint32_t)(begin + t), last))
                     return;
-                const uint64_t w = kiln_mass(x, m, rc.exp2_factor);
+                const uint64_t w = mass_of(x, m, rc.exp2_factor);
                 if (w >= rc.min_mass) {
                     v[0] += 1;
                     v[1] += w;
@@ -845,7 +888,7 @@ __device__ void cluster_row(const kiln_dev_call &c, cluster_storage &sm,
             for_each_group(n, xs, [&](int g, int t, bool in, float x) {
                 unsigned long long kw = 0;
                 if (in && before_or_at(kiln_order_key(x), (uint32_t)(begin + t), last)) {
-                    const uint64_t w = kiln_mass(x, m, rc.exp2_factor);
+                    const uint64_t w = mass_of(x, m, rc.exp2_factor);
                     if (w >= rc.min_mass) {
                         v[0] += 1;
                         kw = w;
@@ -887,7 +930,7 @@ __device__ void cluster_row(const kiln_dev_call &c, cluster_storage &sm,
         float *probs = c.out.probs + b * c.out.probs_row_stride + begin;
         for (int t = threadIdx.x; t < n; t += kThreads) {
             const float x = xs[t];
-            const uint64_t w = kiln_mass(x, m, rc.exp2_factor);
+            const uint64_t w = mass_of(x, m, rc.exp2_factor);
             probs[t] = is_kept(rc, x, begin + t, w) ? kiln_prob(w, r.inv_s) : 0.0f;
         }
     }
@@ -901,7 +944,7 @@ __device__ void cluster_row(const kiln_dev_call &c, cluster_storage &sm,
             c.out.valid[b] = 1;
     }
     cl.sync(); /* every CTA's group prefixes are ready for the draws */
-    draws(cl, sm, c, b, p, rc, r, groups, xs, chunk);
+    draws(cl, sm, c, b, rc, r, groups, xs, chunk);
 }
 
 template <int DTYPE>
@@ -913,15 +956,36 @@ __global__ void __launch_bounds__(kThreads, 3) cluster_row_kernel(const kiln_dev
     unsigned long long *groups = reinterpret_cast<unsigned long long *>(raw + kStaticBytes);
     float *xs = reinterpret_cast<float *>(raw + kStaticBytes + group_bytes(c.cluster_chunk));
     uint16_t *list = reinterpret_cast<uint16_t *>(xs + c.cluster_chunk);
-    cluster_row<DTYPE>(c, sm, groups, xs, list);
+    unsigned long long *comb = reinterpret_cast<unsigned long long *>(list + kListCap);
+    cluster_row<DTYPE>(c, sm, groups, xs, list, comb);
     /* no CTA leaves while a peer may still read its shared memory */
     cg::this_cluster().sync();
 #endif
 }
 
-size_t smem_bytes(int64_t chunk)
+/* static part, group sums, the chunk, the candidate list, comb (the
+ * summed slice of walk positions; none at C = 1) */
+size_t smem_bytes(int64_t chunk, int32_t ctas)
 {
-    return kStaticBytes + (size_t)group_bytes(chunk) + (size_t)chunk * 4 + kListCap * 2;
+    const size_t comb = ctas > 1 ? (size_t)(kMaxBins / ctas) * 8 : 0;
+    return kStaticBytes + (size_t)group_bytes(chunk) + (size_t)chunk * 4 + kListCap * 2 + comb;
+}
+
+/* The most any V <= max_vocab asks for: per cluster size c, the largest V
+ * with that plan (the chunk grows with V at a fixed c). */
+size_t max_smem_bytes(int64_t max_vocab)
+{
+    size_t most = 0;
+    for (int32_t c = 1; c <= KILN_CLUSTER_MAX_CTAS; c <<= 1) {
+        const int64_t cap = (int64_t)c * KILN_CLUSTER_CHUNK_AIM;
+        const int64_t v = c < KILN_CLUSTER_MAX_CTAS && cap < max_vocab ? cap : max_vocab;
+        const kiln_cluster_plan p = kiln_cluster_plan_for(v);
+        if (p.ctas == c) {
+            const size_t b = smem_bytes(p.chunk, c);
+            most = b > most ? b : most;
+        }
+    }
+    return most;
 }
 
 template <int DTYPE>
@@ -941,7 +1005,7 @@ cudaError_t launch(const kiln_dev_call &c, cudaStream_t stream)
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)(c.rows * c.cluster_ctas), 1, 1);
     cfg.blockDim = dim3(kThreads, 1, 1);
-    cfg.dynamicSmemBytes = smem_bytes(c.cluster_chunk);
+    cfg.dynamicSmemBytes = smem_bytes(c.cluster_chunk, c.cluster_ctas);
     cfg.stream = stream;
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeClusterDimension;
@@ -955,9 +1019,9 @@ cudaError_t launch(const kiln_dev_call &c, cudaStream_t stream)
 
 } // namespace
 
-size_t kiln_cluster_row_smem_bytes(int64_t chunk)
+size_t kiln_cluster_row_smem_bytes(int64_t chunk, int32_t ctas)
 {
-    return smem_bytes(chunk);
+    return smem_bytes(chunk, ctas);
 }
 
 cudaError_t kiln_cluster_row_configure(int64_t max_vocab, int *usable)
@@ -972,7 +1036,7 @@ cudaError_t kiln_cluster_row_configure(int64_t max_vocab, int *usable)
     if (err != cudaSuccess)
         return err;
     const int64_t chunk = kiln_cluster_max_chunk(max_vocab);
-    const size_t smem = smem_bytes(chunk);
+    const size_t smem = max_smem_bytes(max_vocab);
     /* candidate lists hold 16-bit local indices */
     if (major < 9 || smem > (size_t)optin || chunk > 65536)
         return cudaSuccess; /* the per-row kernels serve every call */
@@ -987,11 +1051,11 @@ cudaError_t kiln_cluster_row_configure(int64_t max_vocab, int *usable)
     kiln_dev_call probe = {};
     probe.rows = 1;
     probe.cluster_ctas = kiln_cluster_plan_for(max_vocab).ctas;
-    probe.cluster_chunk = kiln_cluster_max_chunk(max_vocab);
+    probe.cluster_chunk = kiln_cluster_plan_for(max_vocab).chunk;
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)probe.cluster_ctas, 1, 1);
     cfg.blockDim = dim3(kThreads, 1, 1);
-    cfg.dynamicSmemBytes = smem;
+    cfg.dynamicSmemBytes = smem_bytes(probe.cluster_chunk, probe.cluster_ctas);
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeClusterDimension;
     attr[0].val.clusterDim.x = (unsigned)probe.cluster_ctas;

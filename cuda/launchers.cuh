@@ -29,7 +29,7 @@ cudaError_t kiln_launch_select_cut(const kiln_dev_call &c, cudaStream_t stream);
  * its largest cluster fits there (*usable); cudaSuccess with *usable = 0
  * when the device cannot run it (the per-row kernels then serve). */
 cudaError_t kiln_cluster_row_configure(int64_t max_vocab, int *usable);
-size_t kiln_cluster_row_smem_bytes(int64_t chunk);
+size_t kiln_cluster_row_smem_bytes(int64_t chunk, int32_t ctas);
 cudaError_t kiln_launch_cluster_row(const kiln_dev_call &c, cudaStream_t stream);
 
 /* draw.cu: tile sums and probabilities, then the draws. */
