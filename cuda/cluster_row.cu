@@ -32,7 +32,7 @@ constexpr unsigned kFull = 0xFFFFFFFFu;
 /* Top-k candidates per CTA (local indices): the tokens whose first key
  * digit reaches the top-k cut's; past this many, the CTA scans its whole
  * chunk instead (same sums, more work). */
-constexpr int kListCap = 2048;
+constexpr int kListCap = 1024;
 
 struct arg_max {
     uint32_t key;
@@ -86,7 +86,9 @@ struct cluster_storage {
     float best_value;
     int bad;
     unsigned long long xch[kSlots];
-    level_slot lv[2 * kLevels];
+    /* two sets, alternating by level: a set is written again two levels
+     * later, after every CTA has passed the barrier that ends its reads */
+    level_slot lv[2];
     unsigned long long result[4];
     unsigned long long chunk_kept[kMaxCtas];
     int owner;
@@ -451,7 +453,7 @@ __device__ cut cluster_cut(const cg::cluster_group &cl, cluster_storage &sm, con
             const unsigned long long slice = reduce_u64(sm.cub.sum).Sum(own);
             if (threadIdx.x == 0)
                 for (int r = 0; r < C; ++r)
-                    cl.map_shared_rank(&sm, (unsigned)r)->lv[slot0 + lv].slices[rank] = slice;
+                    cl.map_shared_rank(&sm, (unsigned)r)->lv[(slot0 + lv) & 1].slices[rank] = slice;
         }
         cl.sync(); /* B: the slices and every CTA's comb are out; no peer reads this
                       CTA's histogram again this level */
@@ -463,7 +465,7 @@ __device__ cut cluster_cut(const cg::cluster_group &cl, cluster_storage &sm, con
             unsigned long long run = above;
             int o = C - 1;
             for (int r = 0; r < C; ++r) {
-                const unsigned long long sl = C > 1 ? sm.lv[slot0 + lv].slices[r] : 0ull;
+                const unsigned long long sl = C > 1 ? sm.lv[(slot0 + lv) & 1].slices[r] : 0ull;
                 if (C == 1 || run + sl >= target) {
                     o = r;
                     break;
