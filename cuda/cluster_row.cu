@@ -33,6 +33,9 @@ constexpr unsigned kFull = 0xFFFFFFFFu;
  * digit reaches the top-k cut's; past this many, the CTA scans its whole
  * chunk instead (same sums, more work). */
 constexpr int kListCap = 1024;
+/* At most this many candidates in the whole cluster are gathered into CTA 0
+ * and ranked there (gathered_cuts); more take the radix levels. */
+constexpr int kGatherCap = 512;
 
 struct arg_max {
     uint32_t key;
@@ -65,11 +68,17 @@ enum exchange_slot {
     kSlotMassK = 7,
     kSlotKept = 8,    /* 4: S, S1, kept, kept mass (rows without a cut) */
     kSlotCutKept = 12, /* 2: kept, kept mass (rows with a cut) */
-    kSlots = 14
+    kSlotCount = 14,   /* candidates per CTA (gathered_cuts) */
+    kSlots = 15
 };
 
 struct level_slot {
     unsigned long long slices[kMaxCtas]; /* each CTA's slice total, written by that CTA */
+};
+
+struct cut {
+    uint32_t key;
+    uint32_t id;
 };
 
 /* The static part of a CTA's shared memory; the group sums and the chunk
@@ -96,6 +105,9 @@ struct cluster_storage {
     uint32_t found_digit;
     unsigned long long found_above;
     int list_count;
+    unsigned long long gather_before, gather_total;
+    cut gathered_top, gathered_last;
+    int gathered_at;
     arg_max row_best;
     float row_max;
     int row_bad;
@@ -122,11 +134,6 @@ struct row_consts {
     int need_order;
     uint32_t cut_key;
     uint32_t cut_id;
-};
-
-struct cut {
-    uint32_t key;
-    uint32_t id;
 };
 
 __device__ __forceinline__ bool before_or_at(uint32_t key, uint32_t id, cut c)
@@ -394,14 +401,15 @@ template <bool BY_MASS>
 __device__ cut cluster_cut(const cg::cluster_group &cl, cluster_storage &sm, const float *xs,
                            candidates &cs, uint16_t *list, bool make_list,
                            unsigned long long *comb, int64_t begin, const row_consts &rc,
-                           bool restrict, cut within, uint64_t target, int slot0)
+                           bool restrict, cut within, uint64_t target, int slot0,
+                           int levels = kLevels)
 {
     const int C = (int)cl.num_blocks(), rank = (int)cl.block_rank();
     const int P = kMaxBins / C;
     const int Q = (P + kThreads - 1) / kThreads;
     uint32_t key_prefix = 0, key_mask = 0, id_prefix = 0, id_mask = 0;
     unsigned long long above = 0;
-    for (int lv = 0; lv < kLevels; ++lv) {
+    for (int lv = 0; lv < levels; ++lv) {
         const level L = kLevelTable[lv];
         const int bins = (int)L.mask + 1;
         for_each_candidate(cs, [&](int t) {
@@ -529,6 +537,105 @@ __device__ cut cluster_cut(const cg::cluster_group &cl, cluster_storage &sm, con
     }
     cut out = { key_prefix, id_prefix };
     return out;
+}
+
+/* The top-k cut and the top-p cut inside it, without the remaining radix
+ * levels: every CTA sends its candidates (after the first level of the
+ * top-k cut: a superset of the top-k set, in any order) as (key << 32) |
+ * ~id into CTA 0's histogram memory; CTA 0 ranks them (canonical order is
+ * descending on that packing, all values distinct), takes the k-th as the
+ * top-k cut and the shortest prefix of the first k whose mass reaches
+ * ceil(p mass_k) as the top-p cut (the radix select's definitions), and
+ * writes both into every CTA. Three cluster barriers instead of 19. False,
+ * with nothing changed, when the cluster holds more than kGatherCap
+ * candidates (the same answer in every CTA: all read the same counts). */
+__device__ bool gathered_cuts(const cg::cluster_group &cl, cluster_storage &sm,
+                              const candidates &cs, const float *xs, int64_t begin,
+                              const row_consts &rc, int64_t k, float top_p, cut *top_out,
+                              cut *last_out)
+{
+    const int C = (int)cl.num_blocks(), rank = (int)cl.block_rank();
+    if (threadIdx.x == 0)
+        sm.xch[kSlotCount] = cs.list_n >= 0 ? (unsigned long long)cs.list_n : kGatherCap + 1ull;
+    cl.sync();
+    if (threadIdx.x == 0) {
+        unsigned long long before = 0, total = 0;
+        for (int r = 0; r < C; ++r) {
+            const unsigned long long n_r = *cl.map_shared_rank(&sm.xch[kSlotCount], (unsigned)r);
+            before += r < rank ? n_r : 0;
+            total += n_r;
+        }
+        sm.gather_before = before;
+        sm.gather_total = total;
+    }
+    __syncthreads();
+    const int N = sm.gather_total <= (unsigned long long)kGatherCap ? (int)sm.gather_total : -1;
+    const int off = (int)sm.gather_before;
+    __syncthreads();
+    if (N < 0)
+        return false;
+    unsigned long long *dst =
+        cl.map_shared_rank(reinterpret_cast<unsigned long long *>(sm.lo), 0u);
+    for (int j = threadIdx.x; j < cs.list_n; j += kThreads) {
+        const int t = cs.list[j];
+        const uint32_t id = (uint32_t)(begin + t);
+        dst[off + j] = ((unsigned long long)kiln_order_key(xs[t]) << 32) | (0xFFFFFFFFu - id);
+    }
+    cl.sync(); /* CTA 0 holds every candidate */
+    if (rank == 0) {
+        const unsigned long long *in = reinterpret_cast<const unsigned long long *>(sm.lo);
+        unsigned long long *sorted = reinterpret_cast<unsigned long long *>(sm.lo) + kGatherCap;
+        for (int i = threadIdx.x; i < N; i += kThreads) {
+            const unsigned long long v = in[i];
+            int r = 0;
+            for (int j = 0; j < N; ++j)
+                r += in[j] > v;
+            sorted[r] = v;
+        }
+        __syncthreads();
+        auto unpack = [](unsigned long long v) {
+            cut c = { (uint32_t)(v >> 32), 0xFFFFFFFFu - (uint32_t)v };
+            return c;
+        };
+        const cut top = unpack(sorted[k - 1]);
+        cut last = top;
+        /* k <= N <= 2 kThreads: two consecutive items per thread */
+        const int i0 = 2 * threadIdx.x, i1 = i0 + 1;
+        const uint64_t w0 =
+            i0 < k ? mass_of(kiln_key_to_float((uint32_t)(sorted[i0] >> 32)), rc.max, rc.exp2_factor) : 0;
+        const uint64_t w1 =
+            i1 < k ? mass_of(kiln_key_to_float((uint32_t)(sorted[i1] >> 32)), rc.max, rc.exp2_factor) : 0;
+        unsigned long long before, mass_k;
+        scan_u64(sm.cub.scan).ExclusiveSum((unsigned long long)(w0 + w1), before, mass_k);
+        if (kiln_flt(top_p, 1.0f)) {
+            const uint64_t target = kiln_ceil_scale(top_p, mass_k);
+            if (threadIdx.x == 0)
+                sm.gathered_at = (int)k - 1;
+            __syncthreads();
+            if (i0 < k && before < target && before + w0 >= target)
+                sm.gathered_at = i0;
+            else if (i1 < k && before + w0 < target && before + w0 + w1 >= target)
+                sm.gathered_at = i1;
+            __syncthreads();
+            last = unpack(sorted[sm.gathered_at]);
+        }
+        if (threadIdx.x == 0)
+            for (int r = 0; r < C; ++r) {
+                cluster_storage *peer = cl.map_shared_rank(&sm, (unsigned)r);
+                peer->gathered_top = top;
+                peer->gathered_last = last;
+            }
+    }
+    cl.sync(); /* every CTA has both cuts */
+    *top_out = sm.gathered_top;
+    *last_out = sm.gathered_last;
+    if (rank == 0) /* the histogram is zero again, as cluster_cut leaves it */
+        for (int d = threadIdx.x; d < kMaxBins; d += kThreads) {
+            sm.lo[d] = 0;
+            sm.hi[d] = 0;
+        }
+    __syncthreads();
+    return true;
 }
 
 /* groups[g] (the kept mass of group g) -> the inclusive prefix within the
@@ -842,22 +949,33 @@ __device__ void cluster_row(const kiln_dev_call &c, cluster_storage &sm,
         cut top = all;
         unsigned long long mass_k = total;
         candidates cs = { list, -1, n };
-        if (k < V) {
-            top = cluster_cut<false>(cl, sm, xs, cs, list, true, comb, begin, rc, false, all,
-                                     (uint64_t)k, 0);
-            unsigned long long s[1] = { 0 };
-            for_each_candidate(cs, [&](int t) {
-                const float x = xs[t];
-                if (before_or_at(kiln_order_key(x), (uint32_t)(begin + t), top))
-                    s[0] += mass_of(x, m, rc.exp2_factor);
-            });
-            cluster_sums<1>(cl, sm, s, kSlotMassK);
-            mass_k = s[0];
-        }
         cut last = top;
-        if (kiln_flt(p.top_p, 1.0f))
-            last = cluster_cut<true>(cl, sm, xs, cs, list, k == V, comb, begin, rc, k < V, top,
-                                     kiln_ceil_scale(p.top_p, mass_k), kLevels);
+        bool gathered = false;
+        if (k < V) {
+            /* the first level and the candidate lists, then the cuts from the
+             * gathered candidates; the radix levels only when too many */
+            (void)cluster_cut<false>(cl, sm, xs, cs, list, true, comb, begin, rc, false, all,
+                                     (uint64_t)k, 0, 1);
+            gathered = gathered_cuts(cl, sm, cs, xs, begin, rc, k, p.top_p, &top, &last);
+        }
+        if (!gathered) {
+            if (k < V) {
+                top = cluster_cut<false>(cl, sm, xs, cs, list, false, comb, begin, rc, false, all,
+                                         (uint64_t)k, 0);
+                unsigned long long s[1] = { 0 };
+                for_each_candidate(cs, [&](int t) {
+                    const float x = xs[t];
+                    if (before_or_at(kiln_order_key(x), (uint32_t)(begin + t), top))
+                        s[0] += mass_of(x, m, rc.exp2_factor);
+                });
+                cluster_sums<1>(cl, sm, s, kSlotMassK);
+                mass_k = s[0];
+            }
+            last = top;
+            if (kiln_flt(p.top_p, 1.0f))
+                last = cluster_cut<true>(cl, sm, xs, cs, list, k == V, comb, begin, rc, k < V,
+                                         top, kiln_ceil_scale(p.top_p, mass_k), kLevels);
+        }
         rc.cut_key = last.key;
         rc.cut_id = last.id;
         unsigned long long v[2] = { 0, 0 };
