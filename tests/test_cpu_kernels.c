@@ -218,6 +218,14 @@ Test(cpu_kernels, bf16_scans)
                 const size_t nb = kiln_cpu_row_collect_at_least(&rf, thr, b);
                 cr_assert_eq(na, nb, "threshold %a", (double)thr);
                 cr_assert_eq(memcmp(a, b, na * 4), 0);
+                size_t nr = 0; /* the definition: ids ascending with x >= thr */
+                for (int64_t i = 0; i < V; ++i)
+                    if (x[i] >= thr) {
+                        cr_assert(nr < na && a[nr] == (uint32_t)i, "isa %d V %lld id %lld", isa,
+                                  (long long)V, (long long)i);
+                        ++nr;
+                    }
+                cr_assert_eq(nr, na);
                 const float v = x[ks_rng_u64(&rng) % (uint64_t)V];
                 if (v == v)
                     cr_assert_eq(kiln_cpu_row_find_first(&rb, v), kiln_cpu_row_find_first(&rf, v));
@@ -228,6 +236,47 @@ Test(cpu_kernels, bf16_scans)
         free(x);
         free(a);
         free(b);
+    }
+}
+
+/* The f32 key range (float min/max with a NaN flag on AVX2) against the
+ * definition, on rows with ties of -0 and +0, infinities, and NaN of either
+ * sign at any position, the vector tail included. */
+Test(cpu_kernels, key_range_f32)
+{
+    ks_rng rng = { 11 };
+    const float special[] = { 0.0f, -0.0f, __builtin_inff(), -__builtin_inff(), 1.0f, -1.0f,
+                              __builtin_nanf(""), -__builtin_nanf(""), 0x1p-149f, -0x1p-149f };
+    for (int rep = 0; rep < 400; ++rep) {
+        const int64_t V = 1 + (int64_t)(ks_rng_u64(&rng) % 200);
+        float *x = malloc((size_t)V * 4);
+        const int mode = rep % 4; /* 0: random; 1: specials; 2: one NaN; 3: zeros only */
+        for (int64_t i = 0; i < V; ++i) {
+            const uint64_t u = ks_rng_u64(&rng);
+            x[i] = mode == 1   ? special[u % 10]
+                   : mode == 3 ? (u & 1 ? 0.0f : -0.0f)
+                               : (float)((int64_t)(u % 2001) - 1000) / 37.0f;
+            if (mode == 1 && x[i] != x[i] && ks_rng_u64(&rng) % 4)
+                x[i] = special[ks_rng_u64(&rng) % 6]; /* NaN only now and then */
+        }
+        if (mode == 2)
+            x[ks_rng_u64(&rng) % (uint64_t)V] = ks_rng_u64(&rng) & 1 ? __builtin_nanf("") : -__builtin_nanf("");
+        uint32_t want_lo = 0xFFFFFFFFu, want_hi = 0;
+        for (int64_t i = 0; i < V; ++i) {
+            const uint32_t k = kiln_order_key(x[i]);
+            want_lo = k < want_lo ? k : want_lo;
+            want_hi = k > want_hi ? k : want_hi;
+        }
+        kiln_cpu_row row = { x, 0, V };
+        for (int isa = 0; isa < isa_count(); ++isa) {
+            kiln_cpu_isa_force(isa);
+            uint32_t lo, hi;
+            kiln_cpu_row_key_range(&row, &lo, &hi);
+            cr_assert_eq(lo, want_lo, "%s V %lld mode %d", isa_name(isa), (long long)V, mode);
+            cr_assert_eq(hi, want_hi, "%s V %lld mode %d", isa_name(isa), (long long)V, mode);
+        }
+        kiln_cpu_isa_force(KILN_ISA_AVX512);
+        free(x);
     }
 }
 

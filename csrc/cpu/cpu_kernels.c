@@ -79,19 +79,3 @@ int64_t kiln_cpu_find_first(const float *x, int64_t n, float value)
     return -1;
 }
 
-KILN_CLONES
-size_t kiln_cpu_collect_at_least(const float *x, int64_t n, float threshold, uint32_t *ids)
-{
-    size_t count = 0;
-    for (int64_t base = 0; base < n; base += KILN_BLOCK) {
-        const int64_t end = base + KILN_BLOCK < n ? base + KILN_BLOCK : n;
-        int hit = 0;
-        for (int64_t i = base; i < end; ++i)
-            hit |= x[i] >= threshold;
-        if (hit)
-            for (int64_t i = base; i < end; ++i)
-                if (x[i] >= threshold)
-                    ids[count++] = (uint32_t)i;
-    }
-    return count;
-}

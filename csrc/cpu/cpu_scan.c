@@ -1,6 +1,7 @@
 /* Whole-row scans that need no exponential, on f32 or bf16 rows in place:
  * the key range (validity and the max), the first token equal to a value,
- * and the tokens at or above a threshold. Plain loops that gcc vectorises
+ * and the count of tokens at or above a threshold (cpu_collect.c collects
+ * them). Plain loops that gcc vectorises
  * (clones for AVX-512 and AVX2, as in cpu_kernels.c); a bf16 row is scanned
  * as 16-bit keys, 32 to a 512-bit register. */
 #include <string.h>
@@ -36,9 +37,67 @@ static void key_range_bf16(const uint16_t *h, int64_t n, uint16_t *min_key, uint
     *max_key = hi;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(KILN_NO_CLONES)
+#define KILN_X86_KERNELS 1
+#include <immintrin.h>
+#define KILN_T256 __attribute__((target("avx2")))
+
+/* The key range of an f32 row as float min and max (MINPS/MAXPS, four
+ * accumulators) plus an unordered-compare flag: 1.5 instructions per token
+ * fewer than keys per token. Keys are monotone in the value with -0 tied to
+ * +0, so key(max) and key(min) are the key range of a row without NaN; a
+ * row with NaN (invalid) gets 0 and its range from the key loop, which
+ * tells the NaN's sign as the validity test reads it. */
+KILN_T256 static int key_range_f32_256(const float *x, int64_t n, uint32_t *min_key,
+                                       uint32_t *max_key)
+{
+    __m256 hi[4], lo[4], nan = _mm256_setzero_ps();
+    for (int a = 0; a < 4; ++a) {
+        hi[a] = _mm256_set1_ps(-__builtin_inff());
+        lo[a] = _mm256_set1_ps(__builtin_inff());
+    }
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int a = 0; a < 4; ++a) {
+            const __m256 v = _mm256_loadu_ps(x + i + 8 * a);
+            hi[a] = _mm256_max_ps(hi[a], v);
+            lo[a] = _mm256_min_ps(lo[a], v);
+            nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        }
+    if (_mm256_movemask_ps(nan))
+        return 0;
+    hi[0] = _mm256_max_ps(_mm256_max_ps(hi[0], hi[1]), _mm256_max_ps(hi[2], hi[3]));
+    lo[0] = _mm256_min_ps(_mm256_min_ps(lo[0], lo[1]), _mm256_min_ps(lo[2], lo[3]));
+    float h[8], l[8];
+    _mm256_storeu_ps(h, hi[0]);
+    _mm256_storeu_ps(l, lo[0]);
+    uint32_t kmax = 0, kmin = 0xFFFFFFFFu;
+    for (int a = 0; a < 8; ++a) {
+        const uint32_t kh = kiln_order_key(h[a]), kl = kiln_order_key(l[a]);
+        kmax = kh > kmax ? kh : kmax;
+        kmin = kl < kmin ? kl : kmin;
+    }
+    for (; i < n; ++i) {
+        if (x[i] != x[i])
+            return 0;
+        const uint32_t k = kiln_order_key(x[i]);
+        kmax = k > kmax ? k : kmax;
+        kmin = k < kmin ? k : kmin;
+    }
+    *min_key = kmin;
+    *max_key = kmax;
+    return 1;
+}
+#endif
+
 void kiln_cpu_row_key_range(const kiln_cpu_row *row, uint32_t *min_key, uint32_t *max_key)
 {
     if (!row->bf16) {
+#ifdef KILN_X86_KERNELS
+        if (kiln_cpu_isa_level() >= KILN_ISA_AVX2 &&
+            key_range_f32_256((const float *)row->data, row->n, min_key, max_key))
+            return;
+#endif
         kiln_cpu_key_range((const float *)row->data, row->n, min_key, max_key);
         return;
     }
@@ -76,9 +135,6 @@ int64_t kiln_cpu_row_find_first(const kiln_cpu_row *row, float value)
                            (uint16_t)(kiln_order_key(value) >> 16));
 }
 
-/* Tokens at or above a threshold, on 16-bit keys: x >= t iff key(x) >= key(t)
- * for non-NaN values; bf16_key_floor is the smallest 16-bit key whose f32
- * key reaches key(t) (callers first rule out a t above every bf16). */
 /* The sampled key histogram (kiln_cpu_key_hist) of a row in place: a bf16's
  * 16-bit key is the top half of the f32 one, so its top 11 bits are too. */
 void kiln_cpu_row_key_hist(const kiln_cpu_row *row, int64_t stride, uint32_t hist[2048])
@@ -93,6 +149,9 @@ void kiln_cpu_row_key_hist(const kiln_cpu_row *row, int64_t stride, uint32_t his
         hist[bf16_key(h[i]) >> 5]++;
 }
 
+/* Counts at or above a threshold, on 16-bit keys: x >= t iff key(x) >= key(t)
+ * for non-NaN values; bf16_key_floor is the smallest 16-bit key whose f32
+ * key reaches key(t) (callers first rule out a t above every bf16). */
 static uint16_t bf16_key_floor(float threshold)
 {
     const uint32_t k = kiln_order_key(threshold);
@@ -102,32 +161,6 @@ static uint16_t bf16_key_floor(float threshold)
     return (uint16_t)k16;
 }
 
-KILN_CLONES
-static size_t collect_bf16(const uint16_t *h, int64_t n, uint16_t key, uint32_t *ids)
-{
-    size_t count = 0;
-    for (int64_t base = 0; base < n; base += KILN_BLOCK) {
-        const int64_t end = base + KILN_BLOCK < n ? base + KILN_BLOCK : n;
-        int hit = 0;
-        for (int64_t i = base; i < end; ++i)
-            hit |= bf16_key(h[i]) >= key;
-        if (hit)
-            for (int64_t i = base; i < end; ++i)
-                if (bf16_key(h[i]) >= key)
-                    ids[count++] = (uint32_t)i;
-    }
-    return count;
-}
-
-size_t kiln_cpu_row_collect_at_least(const kiln_cpu_row *row, float threshold, uint32_t *ids)
-{
-    if (!row->bf16)
-        return kiln_cpu_collect_at_least((const float *)row->data, row->n, threshold, ids);
-    const uint32_t k = kiln_order_key(threshold);
-    if ((k >> 16) == 0xFFFFu && (k & 0xFFFFu) != 0)
-        return 0; /* above every bf16 key */
-    return collect_bf16((const uint16_t *)row->data, row->n, bf16_key_floor(threshold), ids);
-}
 
 KILN_CLONES
 static int64_t count_f32(const float *x, int64_t n, float threshold)

@@ -2,8 +2,7 @@
  *
  * A cut is the last token of the shortest canonical prefix whose weight
  * reaches a target, where a token weighs 1 (top-k) or its mass (top-p).
- * Each level histograms one digit of the key (11, 11, then 10 bits, most
- * significant first), walks the buckets from the highest key down to the one
+ * Each level histograms one digit of the key (most significant first), walks the buckets from the highest key down to the one
  * where the running weight reaches the target, and keeps only that bucket's
  * members for the next level. After the last digit the members share one
  * key and are in ascending id order, which is the canonical tie order, so a
@@ -14,8 +13,19 @@
 #include "cpu_backend.h"
 #include "../shared/numerics.h"
 
-static const int level_shift[3] = { 21, 10, 0 };
-static const uint32_t level_mask[3] = { 0x7FFu, 0x7FFu, 0x3FFu };
+/* Digits, most significant first: 11/11/10 bits for long lists, 8/8/8/8
+ * for short ones, where clearing a 2048-bucket histogram three times costs
+ * more than a fourth pass over a few hundred candidates. Any split of the
+ * 32 key bits finds the same cut. */
+typedef struct digit_plan {
+    int levels;
+    int shift[4];
+    uint32_t mask[4];
+} digit_plan;
+
+static const digit_plan long_plan = { 3, { 21, 10, 0, 0 }, { 0x7FFu, 0x7FFu, 0x3FFu, 0 } };
+static const digit_plan short_plan = { 4, { 24, 16, 8, 0 }, { 0xFFu, 0xFFu, 0xFFu, 0xFFu } };
+enum { SHORT_LIST = 2048 };
 
 /* Few candidates: an insertion sort into canonical order and a walk, which
  * finds the same token without three levels of 2048-bucket histograms. */
@@ -56,9 +66,10 @@ kiln_cpu_cut kiln_cpu_radix_cut(const float *x, const uint32_t *ids, const uint6
         return small_cut(x, ids, w, n, target);
     uint64_t hist[2048];
     uint64_t above = 0;
-    for (int level = 0; level < 3; ++level) {
-        const int shift = level_shift[level];
-        const uint32_t mask = level_mask[level];
+    const digit_plan *plan = n <= SHORT_LIST ? &short_plan : &long_plan;
+    for (int level = 0; level < plan->levels; ++level) {
+        const int shift = plan->shift[level];
+        const uint32_t mask = plan->mask[level];
         memset(hist, 0, (mask + 1) * sizeof hist[0]);
         for (size_t j = 0; j < n; ++j) {
             const uint32_t id = ids ? ids[j] : (uint32_t)j;
