@@ -221,7 +221,7 @@ KILN_T512 KILN_INLINE __m512 load_512(const void *data, const int bf16, int64_t 
 
 KILN_T512 KILN_INLINE uint64_t chunks_512_body(const kiln_cpu_row *row, const kiln_cpu_mass_ctx *mc,
                                                uint64_t *chunk_sums, uint32_t *fbits, const int bf16,
-                                               const int fused, const int masked)
+                                               const int fused, const int masked, const int with_fb)
 {
     const __m512 vm = _mm512_set1_ps(mc->m), vc = _mm512_set1_ps(mc->c23);
     const __m512i qmin = _mm512_set1_epi32(mc->qmin);
@@ -233,24 +233,24 @@ KILN_T512 KILN_INLINE uint64_t chunks_512_body(const kiln_cpu_row *row, const ki
         int64_t i = base;
         for (; i + 32 <= end; i += 32) {
             __m512i lo0, hi0, lo1, hi1, fb0, fb1;
-            mass_512(load_512(row->data, bf16, i, n), vm, vc, fused, masked, qmin, &lo0, &hi0, fbits ? &fb0 : NULL);
+            mass_512(load_512(row->data, bf16, i, n), vm, vc, fused, masked, qmin, &lo0, &hi0, with_fb ? &fb0 : NULL);
             mass_512(load_512(row->data, bf16, i + 16, n), vm, vc, fused, masked, qmin, &lo1, &hi1,
-                     fbits ? &fb1 : NULL);
+                     with_fb ? &fb1 : NULL);
             alo = _mm512_add_epi32(alo, lo0);
             ahi = _mm512_add_epi32(ahi, hi0);
             blo = _mm512_add_epi32(blo, lo1);
             bhi = _mm512_add_epi32(bhi, hi1);
-            if (fbits) {
+            if (with_fb) {
                 _mm512_storeu_si512(fbits + i, fb0);
                 _mm512_storeu_si512(fbits + i + 16, fb1);
             }
         }
         for (; i < end; i += 16) {
             __m512i lo0, hi0, fb0;
-            mass_512(load_512(row->data, bf16, i, n), vm, vc, fused, masked, qmin, &lo0, &hi0, fbits ? &fb0 : NULL);
+            mass_512(load_512(row->data, bf16, i, n), vm, vc, fused, masked, qmin, &lo0, &hi0, with_fb ? &fb0 : NULL);
             alo = _mm512_add_epi32(alo, lo0);
             ahi = _mm512_add_epi32(ahi, hi0);
-            if (fbits) {
+            if (with_fb) {
                 const int64_t left = end - i;
                 if (left >= 16)
                     _mm512_storeu_si512(fbits + i, fb0);
@@ -272,8 +272,10 @@ KILN_T512 KILN_INLINE uint64_t chunks_512_body(const kiln_cpu_row *row, const ki
 KILN_T512 static uint64_t chunks_512(const kiln_cpu_row *row, const kiln_cpu_mass_ctx *mc,
                                      uint64_t *chunk_sums, uint32_t *fbits)
 {
-    /* one specialised loop per (dtype, fused, masked) */
-#define KILN_CHUNKS(b, f, k) return chunks_512_body(row, mc, chunk_sums, fbits, b, f, k)
+    /* one specialised loop per (dtype, fused, masked, fbits wanted) */
+#define KILN_CHUNKS(b, f, k)                                                          \
+    return fbits ? chunks_512_body(row, mc, chunk_sums, fbits, b, f, k, 1)            \
+                 : chunks_512_body(row, mc, chunk_sums, NULL, b, f, k, 0)
     if (row->bf16) {
         if (mc->fused) {
             if (mc->masked) KILN_CHUNKS(1, 1, 1); else KILN_CHUNKS(1, 1, 0);
@@ -396,29 +398,41 @@ KILN_T256 KILN_INLINE uint32_t hsum_256(__m256i v)
 
 KILN_T256 KILN_INLINE uint64_t chunks_256_body(const kiln_cpu_row *row, const kiln_cpu_mass_ctx *mc,
                                                uint64_t *chunk_sums, uint32_t *fbits, const int bf16,
-                                               const int fused, const int masked)
+                                               const int fused, const int masked, const int with_fb)
 {
     const __m256 vm = _mm256_set1_ps(mc->m), vc = _mm256_set1_ps(mc->c23);
     const __m256i qmin = _mm256_set1_epi32(mc->qmin);
     const int64_t n = row->n;
+    const float *xf = (const float *)row->data;
+    const uint16_t *xh = (const uint16_t *)row->data;
     uint64_t total = 0;
     for (int64_t base = 0; base < n; base += KILN_CPU_CHUNK) {
         const int64_t end = base + KILN_CPU_CHUNK < n ? base + KILN_CPU_CHUNK : n;
         __m256i alo = _mm256_setzero_si256(), ahi = alo;
-        for (int64_t i = base; i < end; i += 8) {
+        int64_t i = base;
+        /* full vectors without a tail test or a conditional store per step:
+         * the loop the mass pass spends its time in */
+        for (; i + 8 <= end; i += 8) {
+            const __m256 x = bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(
+                                        _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(xh + i))), 16))
+                                  : _mm256_loadu_ps(xf + i);
             __m256i lo, hi, fb;
-            mass_256(load_256(row->data, bf16, i, n), vm, vc, fused, masked, qmin, &lo, &hi, fbits ? &fb : NULL,
-                     NULL);
+            mass_256(x, vm, vc, fused, masked, qmin, &lo, &hi, with_fb ? &fb : NULL, NULL);
             alo = _mm256_add_epi32(alo, lo);
             ahi = _mm256_add_epi32(ahi, hi);
-            if (fbits) {
-                if (end - i >= 8) {
-                    _mm256_storeu_si256((__m256i *)(fbits + i), fb);
-                } else {
-                    uint32_t tmp[8];
-                    _mm256_storeu_si256((__m256i *)tmp, fb);
-                    memcpy(fbits + i, tmp, (size_t)(end - i) * 4);
-                }
+            if (with_fb)
+                _mm256_storeu_si256((__m256i *)(fbits + i), fb);
+        }
+        if (i < end) {
+            __m256i lo, hi, fb;
+            mass_256(load_256(row->data, bf16, i, n), vm, vc, fused, masked, qmin, &lo, &hi,
+                     with_fb ? &fb : NULL, NULL);
+            alo = _mm256_add_epi32(alo, lo);
+            ahi = _mm256_add_epi32(ahi, hi);
+            if (with_fb) {
+                uint32_t tmp[8];
+                _mm256_storeu_si256((__m256i *)tmp, fb);
+                memcpy(fbits + i, tmp, (size_t)(end - i) * 4);
             }
         }
         const uint64_t sum = ((uint64_t)hsum_256(ahi) << 20) + hsum_256(alo);
@@ -432,8 +446,10 @@ KILN_T256 KILN_INLINE uint64_t chunks_256_body(const kiln_cpu_row *row, const ki
 KILN_T256 static uint64_t chunks_256(const kiln_cpu_row *row, const kiln_cpu_mass_ctx *mc,
                                      uint64_t *chunk_sums, uint32_t *fbits)
 {
-    /* one specialised loop per (dtype, fused, masked) */
-#define KILN_CHUNKS(b, f, k) return chunks_256_body(row, mc, chunk_sums, fbits, b, f, k)
+    /* one specialised loop per (dtype, fused, masked, fbits wanted) */
+#define KILN_CHUNKS(b, f, k)                                                          \
+    return fbits ? chunks_256_body(row, mc, chunk_sums, fbits, b, f, k, 1)            \
+                 : chunks_256_body(row, mc, chunk_sums, NULL, b, f, k, 0)
     if (row->bf16) {
         if (mc->fused) {
             if (mc->masked) KILN_CHUNKS(1, 1, 1); else KILN_CHUNKS(1, 1, 0);

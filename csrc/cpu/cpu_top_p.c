@@ -119,36 +119,101 @@ static int in_prefix(float x, uint32_t id, kiln_cpu_cut cut)
     return k > cut.key || (k == cut.key && id <= cut.id);
 }
 
-/* t_lo and t_hi around the sample's estimate of the cut: walking the sorted
- * sample up from its lightest token, the tail mass (scaled by the stride)
- * crosses S - target at the cut; the band spans BAND_SAMPLES sample points
- * on either side. The tail is many small masses, which a stride sample
- * estimates well; the head, which it may miss, is never estimated. The band
+/* The bands a stride sample of the fbits suggests, tried in turn: first
+ * [lo, hi) around the sample's estimate of the cut (walking the sample up
+ * from its lightest tokens, the tail mass scaled by the stride crosses
+ * S - target there), `width` sample points either side; width grows with
+ * the binomial spread of the number of sample points below the cut, so
+ * near-uniform rows get a band their sampling error fits in. When the
+ * sample puts few tokens above the band (a head it may have missed: peaked
+ * rows, small p), hi is +inf, so one pass holds the head too. On a miss, a
+ * band five widths further in that direction (up_hi, or down_lo), then
+ * everything beyond it. The sample is binned by fbits, 64 bins an octave of
+ * mass (the top 6 bits of the significand), instead of sorted: band edges
+ * fall on bin edges, which widens a band by at most two bins. The band
  * starts at a non-zero mass, so a peaked row collects only its few tokens. */
-static void sampled_band(const uint32_t *fb, int64_t V, uint64_t tail_mass, uint32_t *work,
-                         uint32_t *t_lo, uint32_t *t_hi)
+typedef struct band_plan {
+    uint32_t lo, hi, up_hi, down_lo;
+} band_plan;
+
+enum {
+    ABOVE_CAP = 1024, /* tokens a first band may hold above the estimate */
+    BIN_SHIFT = 17,
+    BIN_BASE = 0x3F800000 >> BIN_SHIFT, /* the bin of mass 1 */
+    BINS = (0x54000000 >> BIN_SHIFT) - BIN_BASE /* masses below 2^41 */
+};
+
+typedef struct sample_bins {
+    uint32_t count[BINS];
+    uint64_t mass[BINS];
+} sample_bins;
+
+static uint32_t bin_edge(int b)
+{
+    return (uint32_t)(b + BIN_BASE) << BIN_SHIFT;
+}
+
+static band_plan sampled_band(const uint32_t *fb, int64_t V, uint64_t tail_mass, sample_bins *sb)
 {
     const int64_t stride = V / SAMPLES;
-    const size_t n = (size_t)(V / stride);
-    uint32_t *key = work, *id = work + SAMPLES, *key_tmp = work + 2 * SAMPLES,
-             *id_tmp = work + 3 * SAMPLES;
-    for (size_t s = 0; s < n; ++s) {
-        key[s] = fb[(int64_t)s * stride];
-        id[s] = (uint32_t)s;
+    const int64_t n = V / stride;
+    const uint32_t one = kiln_f32_bits(1.0f); /* the smallest fbits of a non-zero mass */
+    const uint32_t infinite = kiln_f32_bits(__builtin_inff());
+    memset(sb, 0, sizeof *sb);
+    int64_t zero = 0;
+    for (int64_t s = 0; s < n; ++s) {
+        const uint32_t f = fb[s * stride];
+        if (f < one) {
+            ++zero;
+            continue;
+        }
+        const int b = (int)(f >> BIN_SHIFT) - BIN_BASE;
+        sb->count[b]++;
+        sb->mass[b] += kiln_cpu_fbits_mass(f);
     }
-    kiln_cpu_sort_desc(&key, &id, &key_tmp, &id_tmp, n);
-    size_t j = n - 1;
+    int c = 0, top = 0;
+    for (int b = 0; b < BINS; ++b)
+        top = sb->count[b] ? b : top;
     uint64_t tail = 0;
-    for (; j > 0; --j) {
-        tail += kiln_cpu_fbits_mass(key[j]) * (uint64_t)stride;
+    int64_t below = zero;
+    for (c = 0; c < top; ++c) {
+        tail += sb->mass[c] * (uint64_t)stride;
         if (tail > tail_mass)
             break;
+        below += sb->count[c];
     }
-    const uint32_t one = kiln_f32_bits(1.0f); /* the smallest fbits of a non-zero mass */
-    const uint32_t a = key[j + BAND_SAMPLES < n ? j + BAND_SAMPLES : n - 1];
-    const uint32_t b = key[j > BAND_SAMPLES ? j - BAND_SAMPLES : 0];
-    *t_lo = a > one ? a : one;
-    *t_hi = b > *t_lo ? b : *t_lo + 1;
+    /* 1.5 standard deviations of a binomial count of `below` points in n */
+    const double spread = 1.5 * __builtin_sqrt((double)below * (double)(n - below) / (double)n);
+    const int64_t width = spread > BAND_SAMPLES ? (int64_t)spread + 1 : BAND_SAMPLES;
+    const int64_t few = (ABOVE_CAP + stride - 1) / stride;
+    /* the lower edge of the bin where `steps` widths of points below c are
+     * reached (one if they never are), and the upper edge of the bin where
+     * they are reached above c (+inf if at most `few` points lie above it) */
+    int64_t run = 0;
+    int b = c;
+    band_plan plan = { one, infinite, infinite, one };
+    for (int steps = 1; steps <= 5; steps += 4) {
+        while (b > 0 && run < steps * width)
+            run += sb->count[--b];
+        const uint32_t edge = run >= steps * width ? bin_edge(b) : one;
+        *(steps == 1 ? &plan.lo : &plan.down_lo) = edge;
+    }
+    run = 0;
+    b = c;
+    int64_t above = n - below - zero - sb->count[c];
+    for (int steps = 1; steps <= 5; steps += 4) {
+        while (b < top && run < steps * width) {
+            run += sb->count[++b];
+            above -= sb->count[b];
+        }
+        const uint32_t edge = above > few ? bin_edge(b + 1) : infinite;
+        *(steps == 1 ? &plan.hi : &plan.up_hi) = edge;
+    }
+    if (plan.up_hi <= plan.hi)
+        plan.up_hi = infinite;
+    if (plan.down_lo >= plan.lo)
+        plan.down_lo = one;
+    return plan;
 }
 
 int kiln_cpu_keep_top_p(const kiln_cpu_row *row, float m, float c, float top_p, uint64_t lo,
@@ -162,26 +227,31 @@ int kiln_cpu_keep_top_p(const kiln_cpu_row *row, float m, float c, float top_p, 
     const uint64_t total = kiln_cpu_mass_chunks(row, &mc, NULL, fb);
     *total_all = total;
     const uint64_t target = kiln_ceil_scale(top_p, total);
-    uint32_t t_lo, t_hi;
-    sampled_band(fb, V, total - target, (uint32_t *)sc->w, &t_lo, &t_hi);
+    const uint32_t one = kiln_f32_bits(1.0f), infinite = kiln_f32_bits(__builtin_inff());
+    /* target <= 2^40: the first max token (mass exactly 2^40) is the cut,
+     * and the band is the tokens tied with it */
+    const band_plan max_ties = { kiln_f32_bits(0x1p40f), infinite, infinite, one };
+    const band_plan plan = target <= KILN_MASS_ONE
+                               ? max_ties
+                               : sampled_band(fb, V, total - target, (sample_bins *)sc->w);
 
-    /* the chunk sums at the end of w, the band's masses at its start; when
-     * the cut lies above the band (a head the sample missed) or below it,
-     * one more try takes everything above, or everything below with mass */
+    /* the chunk sums at the end of w, the band's masses at its start; a cut
+     * above the band (a head the sample missed) or below it takes the next
+     * band in that direction, then everything beyond */
     const int64_t chunks = (V + KILN_CPU_CHUNK - 1) / KILN_CPU_CHUNK;
     uint64_t *sums = sc->w + V - chunks, *w = sc->w;
     uint32_t *ids = sc->cand;
-    const uint32_t one = kiln_f32_bits(1.0f), infinite = kiln_f32_bits(__builtin_inff());
+    uint32_t t_lo = plan.lo, t_hi = plan.hi;
     uint64_t above = 0, band = 0;
     size_t n = 0;
     for (int attempt = 0;; ++attempt) {
         /* min-p must not remove a band token: then it removes nothing kept */
-        if (attempt == 2 || kiln_cpu_fbits_mass(t_lo) < lo)
+        if (attempt == 3 || t_lo >= t_hi || kiln_cpu_fbits_mass(t_lo) < lo)
             return 0;
         above = band_pass(fb, V, t_lo, t_hi, sums, ids, &n);
         if (above >= target) {
             t_lo = t_hi;
-            t_hi = infinite;
+            t_hi = t_hi == plan.hi ? plan.up_hi : infinite;
             continue;
         }
         if ((int64_t)n > V - chunks)
@@ -192,7 +262,7 @@ int kiln_cpu_keep_top_p(const kiln_cpu_row *row, float m, float c, float top_p, 
         if (above + band >= target)
             break;
         t_hi = t_lo;
-        t_lo = one;
+        t_lo = t_lo == plan.lo ? plan.down_lo : one;
     }
 
     /* the select reads logits by id: the f32 row itself, or (bf16, whose
