@@ -280,6 +280,66 @@ Test(cpu_kernels, key_range_f32)
     }
 }
 
+/* The packed cut against the definition: sort (key descending, index
+ * ascending), walk the weights to the first prefix reaching the target. Keys
+ * in narrow ranges (one or two levels), wide ones, all equal; weights 0 too. */
+static const uint32_t *packed_keys;
+
+static int packed_desc(const void *a, const void *b)
+{
+    const uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
+    if (packed_keys[i] != packed_keys[j])
+        return packed_keys[i] > packed_keys[j] ? -1 : 1;
+    return i < j ? -1 : 1;
+}
+
+Test(cpu_kernels, packed_cut)
+{
+    ks_rng rng = { 23 };
+    for (int rep = 0; rep < 600; ++rep) {
+        const size_t n = 1 + (size_t)(ks_rng_u64(&rng) % 3000);
+        uint32_t *key = malloc(n * 4), *order = malloc(n * 4), *a = malloc(n * 4), *b = malloc(n * 4);
+        uint64_t *w = malloc(n * 8), total = 0;
+        const int mode = rep % 4;
+        const uint32_t base = (uint32_t)ks_rng_u64(&rng);
+        for (size_t j = 0; j < n; ++j) {
+            const uint64_t u = ks_rng_u64(&rng);
+            key[j] = mode == 0   ? (uint32_t)u
+                     : mode == 1 ? (base & 0xFFFFF000u) + (uint32_t)(u % 4096)
+                     : mode == 2 ? base + (uint32_t)(u % 3)
+                                 : base;
+            w[j] = (u >> 40) % 5 == 0 ? 0 : (u >> 20) % ((uint64_t)1 << 40);
+            total += w[j];
+            order[j] = (uint32_t)j;
+        }
+        if (total == 0) {
+            w[0] = 1;
+            total = 1;
+        }
+        packed_keys = key;
+        qsort(order, n, 4, packed_desc);
+        for (int t = 0; t < 4; ++t) {
+            const uint64_t target = t == 0 ? 1 : t == 1 ? total : 1 + ks_rng_u64(&rng) % total;
+            uint64_t run = 0;
+            size_t want = n;
+            for (size_t i = 0; i < n; ++i) {
+                run += w[order[i]];
+                if (run >= target) {
+                    want = order[i];
+                    break;
+                }
+            }
+            cr_assert_eq(kiln_cpu_packed_cut(key, w, n, target, a, b), want, "rep %d n %zu mode %d", rep,
+                         n, mode);
+        }
+        free(key);
+        free(order);
+        free(a);
+        free(b);
+        free(w);
+    }
+}
+
 /* min-p's threshold: mass >= L iff x >= logit_for_q(q_for_mass(L)). */
 Test(cpu_kernels, min_p_threshold)
 {

@@ -106,3 +106,51 @@ kiln_cpu_cut kiln_cpu_radix_cut(const float *x, const uint32_t *ids, const uint6
     }
     return cut;
 }
+
+size_t kiln_cpu_packed_cut(const uint32_t *key, const uint64_t *w, size_t n, uint64_t target,
+                           uint32_t *idx_a, uint32_t *idx_b)
+{
+    uint32_t lo = 0xFFFFFFFFu, hi = 0;
+    for (size_t j = 0; j < n; ++j) {
+        lo = key[j] < lo ? key[j] : lo;
+        hi = key[j] > hi ? key[j] : hi;
+    }
+    /* every key shares the bits above `top`; 11-bit digits from there down */
+    int top = lo == hi ? -1 : 31 - __builtin_clz(lo ^ hi);
+    const uint32_t *idx = NULL; /* NULL: every j */
+    size_t m = n;
+    uint64_t above = 0;
+    uint64_t hist[2048];
+    while (top >= 0) {
+        const int shift = top >= 10 ? top - 10 : 0;
+        const uint32_t mask = (2u << (top - shift)) - 1;
+        memset(hist, 0, (mask + 1) * sizeof hist[0]);
+        for (size_t t = 0; t < m; ++t) {
+            const size_t j = idx ? idx[t] : t;
+            hist[(key[j] >> shift) & mask] += w[j];
+        }
+        uint32_t d = mask;
+        while (above + hist[d] < target) {
+            above += hist[d];
+            --d; /* target <= the members' total, so some bucket reaches it */
+        }
+        uint32_t *next = idx == idx_a ? idx_b : idx_a;
+        size_t kept = 0;
+        for (size_t t = 0; t < m; ++t) {
+            const size_t j = idx ? idx[t] : t;
+            if (((key[j] >> shift) & mask) == d)
+                next[kept++] = (uint32_t)j;
+        }
+        idx = next;
+        m = kept;
+        top = shift - 1;
+    }
+    /* the members share one key, in ascending id order: the canonical ties */
+    for (size_t t = 0; t < m; ++t) {
+        const size_t j = idx ? idx[t] : t;
+        above += w[j];
+        if (above >= target)
+            return j;
+    }
+    return idx ? idx[m - 1] : m - 1; /* not reached when target <= the total */
+}

@@ -28,10 +28,9 @@ enum { SAMPLES = 2048, BAND_SAMPLES = 24 };
 /* One pass over the fbits: the mass of the tokens with fbits >= hi, per
  * chunk and in all, and the ids of the band lo <= fbits < hi, ascending
  * (1 <= lo < hi). fbits are below 2^31 (F >= 0), so signed compares order
- * them. The AVX2 code takes floor(F) = m * 2^s (m the 24-bit significand)
- * apart into its low 20 bits and the rest, as the mass pass does, so a
- * chunk's 256 parts sum exactly in 32-bit lanes (shifts of 32 or more give
- * 0); and since the band holds a token or two of every 64, a branch per
+ * them. The AVX2 code takes floor(F) apart into its low 20 bits and the
+ * rest, as the mass pass does, so a chunk's 256 parts sum exactly in 32-bit
+ * lanes; and since the band holds a token or two of every 64, a branch per
  * token would mispredict, so it appends the set bits of a compare mask. */
 static uint64_t band_pass_scalar(const uint32_t *fb, int64_t from, int64_t n, uint32_t lo,
                                  uint32_t hi, uint64_t *sums, uint32_t *ids, size_t *count)
@@ -56,9 +55,7 @@ KILN_T256 static uint64_t band_pass_256(const uint32_t *fb, int64_t n, uint32_t 
                                         uint64_t *sums, uint32_t *ids, size_t *count)
 {
     const __m256i vlo = _mm256_set1_epi32((int32_t)lo), vhi = _mm256_set1_epi32((int32_t)hi);
-    const __m256i low20 = _mm256_set1_epi32(0xFFFFF), man = _mm256_set1_epi32(0x7FFFFF);
-    const __m256i implicit = _mm256_set1_epi32(0x800000), bias = _mm256_set1_epi32(150);
-    const __m256i twenty = _mm256_set1_epi32(20);
+    const __m256 down = _mm256_set1_ps(0x1p-20f), up = _mm256_set1_ps(0x1p20f);
     uint64_t total = 0;
     size_t c = *count;
     int64_t base = 0;
@@ -71,13 +68,15 @@ KILN_T256 static uint64_t band_pass_256(const uint32_t *fb, int64_t n, uint32_t 
                 const __m256i below_hi = _mm256_cmpgt_epi32(vhi, f);
                 const __m256i in = _mm256_andnot_si256(_mm256_cmpgt_epi32(vlo, f), below_hi);
                 bits |= (uint64_t)(uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(in)) << (8 * v);
-                const __m256i m = _mm256_or_si256(_mm256_and_si256(f, man), implicit);
-                const __m256i sh = _mm256_sub_epi32(_mm256_srli_epi32(f, 23), bias); /* e - 23 */
-                const __m256i neg = _mm256_sub_epi32(_mm256_setzero_si256(), sh);
-                const __m256i w =
-                    _mm256_or_si256(_mm256_sllv_epi32(m, sh), _mm256_srlv_epi32(m, neg));
-                const __m256i h = _mm256_srlv_epi32(m, _mm256_sub_epi32(twenty, sh));
-                alo = _mm256_add_epi32(alo, _mm256_andnot_si256(below_hi, _mm256_and_si256(w, low20)));
+                /* floor(F) = h 2^20 + l for the float F with bits f >= 0:
+                 * h = floor(F 2^-20) (an exact scaling, truncated), and
+                 * F - h 2^20 is exact (Sterbenz when h >= 1), so l is its
+                 * truncation: h < 2^21 and l < 2^20 */
+                const __m256 F = _mm256_castsi256_ps(f);
+                const __m256i h = _mm256_cvttps_epi32(_mm256_mul_ps(F, down));
+                const __m256i l = _mm256_cvttps_epi32(
+                    _mm256_sub_ps(F, _mm256_mul_ps(_mm256_cvtepi32_ps(h), up)));
+                alo = _mm256_add_epi32(alo, _mm256_andnot_si256(below_hi, l));
                 ahi = _mm256_add_epi32(ahi, _mm256_andnot_si256(below_hi, h));
             }
             while (bits) {
@@ -111,12 +110,6 @@ static uint64_t band_pass(const uint32_t *fb, int64_t n, uint32_t lo, uint32_t h
         return band_pass_256(fb, n, lo, hi, sums, ids, count);
 #endif
     return band_pass_scalar(fb, 0, n, lo, hi, sums, ids, count);
-}
-
-static int in_prefix(float x, uint32_t id, kiln_cpu_cut cut)
-{
-    const uint32_t k = kiln_order_key(x);
-    return k > cut.key || (k == cut.key && id <= cut.id);
 }
 
 /* The bands a stride sample of the fbits suggests, tried in turn: first
@@ -265,25 +258,19 @@ int kiln_cpu_keep_top_p(const kiln_cpu_row *row, float m, float c, float top_p, 
         t_lo = t_lo == plan.lo ? plan.down_lo : one;
     }
 
-    /* the select reads logits by id: the f32 row itself, or (bf16, whose
-     * scratch x is free then) the band's values packed in id order, which
-     * keeps the ascending-id tie order */
-    kiln_cpu_cut cut;
-    if (!row->bf16) {
-        cut = kiln_cpu_radix_cut((const float *)row->data, ids, w, n, target - above, &sc->tmp[0],
-                                 &sc->tmp[1]);
-    } else {
-        for (size_t j = 0; j < n; ++j)
-            sc->x[j] = kiln_cpu_row_at(row, ids[j]);
-        cut = kiln_cpu_radix_cut(sc->x, NULL, w, n, target - above, &sc->tmp[0], &sc->tmp[1]);
-        cut.id = ids[cut.id];
-    }
+    /* the select runs over the band's keys packed in id order (tmp[1].w is
+     * free until the chunk sums go there; x may hold the row itself) */
+    uint32_t *key = (uint32_t *)sc->tmp[1].w;
+    for (size_t j = 0; j < n; ++j)
+        key[j] = kiln_order_key(kiln_cpu_row_at(row, ids[j]));
+    const size_t at = kiln_cpu_packed_cut(key, w, n, target - above, sc->tmp[0].id, sc->tmp[1].id);
+    const kiln_cpu_cut cut = { key[at], ids[at] };
     /* the kept set is chunked: the tokens of the cut's prefix (every one
      * above the band, and min-p removes none of them); its chunk sums live
      * in tmp[1].w, where the other chunked sets keep theirs */
     uint64_t kept = above;
     for (size_t j = 0; j < n; ++j)
-        if (in_prefix(kiln_cpu_row_at(row, ids[j]), ids[j], cut)) {
+        if (key[j] > cut.key || (key[j] == cut.key && j <= at)) {
             sums[ids[j] / KILN_CPU_CHUNK] += w[j];
             kept += w[j];
         }
