@@ -63,10 +63,10 @@ kiln_cpu_cut kiln_cpu_radix_cut(const float *x, const uint32_t *ids, const uint6
                                 uint64_t target, kiln_cpu_list *tmp_a, kiln_cpu_list *tmp_b);
 
 /* The same select over keys already computed: candidate j has order key
- * key[j] and weight w[j], candidates in ascending id order. Returns the
- * index j of the cut token. The digits start at the highest bit where the
- * keys differ, so a narrow band of keys takes one or two levels. idx_a and
- * idx_b hold n entries each. */
+ * key[j] and weight w[j] (w == NULL: 1 each), candidates in ascending id
+ * order. Returns the index j of the cut token. The digits start at the
+ * highest bit where the keys differ, so a narrow band of keys takes one or
+ * two levels. idx_a and idx_b hold n entries each. */
 size_t kiln_cpu_packed_cut(const uint32_t *key, const uint64_t *w, size_t n, uint64_t target,
                            uint32_t *idx_a, uint32_t *idx_b);
 

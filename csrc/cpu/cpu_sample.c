@@ -202,12 +202,6 @@ static const float *row_f32(const kiln_cpu_row *row, scratch *sc)
     return sc->x;
 }
 
-static int in_prefix(float x, uint32_t id, kiln_cpu_cut cut)
-{
-    const uint32_t k = kiln_order_key(x);
-    return k > cut.key || (k == cut.key && id <= cut.id);
-}
-
 /* ------------------------------------------------------------ kept sets */
 
 /* Dense kept set from a cut: inside the prefix and mass >= lo. w holds the
@@ -311,52 +305,43 @@ static kept_set keep_top_k_select(const kiln_cpu_row *row, int64_t k, const kiln
             above += hist[d];
         n = kiln_cpu_row_collect_at_least(row, key_floor(d << 21), ids);
     }
-    /* The selects read values by id: the f32 row itself, or a bf16 row's
-     * candidates packed in id order into sc->x (no conversion of the whole
-     * row); packed index order is id order, so ties break the same way. */
-    const int packed = row->bf16;
-    float *px = sc->x;
-    const float *x = packed ? px : (const float *)row->data;
-    if (packed)
-        for (size_t j = 0; j < n; ++j)
-            px[j] = kiln_cpu_row_at(row, ids[j]);
-#define KILN_VAL(j) (packed ? x[j] : x[ids[j]])
-    kiln_cpu_cut cut_k = kiln_cpu_radix_cut(x, packed ? NULL : ids, NULL, n, (uint64_t)k,
-                                            &sc->tmp[0], &sc->tmp[1]);
-    if (packed)
-        cut_k.id = ids[cut_k.id];
+    /* The selects run over the candidates' keys packed in id order (tmp[0].w
+     * is free here; x may hold the row itself), so ties break by id. */
+    uint32_t *key = (uint32_t *)sc->tmp[0].w;
+    for (size_t j = 0; j < n; ++j)
+        key[j] = kiln_order_key(kiln_cpu_row_at(row, ids[j]));
+    const size_t at_k = kiln_cpu_packed_cut(key, NULL, n, (uint64_t)k, sc->tmp[0].id, sc->tmp[1].id);
+    const uint32_t key_k = key[at_k];
     uint64_t *w = sc->w;
     uint64_t mass_k = 0;
     size_t in_k = 0;
     for (size_t j = 0; j < n; ++j) {
-        const float xj = KILN_VAL(j);
-        if (in_prefix(xj, ids[j], cut_k)) {
+        if (key[j] > key_k || (key[j] == key_k && j <= at_k)) {
+            const float xj = kiln_cpu_row_at(row, ids[j]);
             ids[in_k] = ids[j];
-            if (packed)
-                px[in_k] = xj;
+            key[in_k] = key[j];
             mass_k += w[in_k] = kiln_mass(xj, m, cexp);
             ++in_k;
         }
     }
     n = in_k;
 
-    kiln_cpu_cut cut_p = cut_k;
-    if (r->top_p < 1.0f) {
-        cut_p = kiln_cpu_radix_cut(x, packed ? NULL : ids, w, n, kiln_ceil_scale(r->top_p, mass_k),
-                                   &sc->tmp[0], &sc->tmp[1]);
-        if (packed)
-            cut_p.id = ids[cut_p.id];
-    }
+    /* top-p within the top-k set: the prefix up to the token at_p */
+    const int cut_p = r->top_p < 1.0f;
+    const size_t at_p =
+        cut_p ? kiln_cpu_packed_cut(key, w, n, kiln_ceil_scale(r->top_p, mass_k), sc->tmp[0].id,
+                                    sc->tmp[1].id)
+              : 0;
+    const uint32_t key_p = key[at_p];
     uint64_t run = 0;
     size_t kept = 0;
     for (size_t j = 0; j < n; ++j)
-        if (w[j] >= lo && in_prefix(KILN_VAL(j), ids[j], cut_p)) {
+        if (w[j] >= lo && (!cut_p || key[j] > key_p || (key[j] == key_p && j <= at_p))) {
             run += w[j];
             ids[kept] = ids[j];
             w[kept] = run;
             ++kept;
         }
-#undef KILN_VAL
     kept_set ks = { ids, w, (int64_t)kept, (int64_t)kept, run };
     return ks;
 }

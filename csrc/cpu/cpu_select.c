@@ -115,19 +115,22 @@ size_t kiln_cpu_packed_cut(const uint32_t *key, const uint64_t *w, size_t n, uin
         lo = key[j] < lo ? key[j] : lo;
         hi = key[j] > hi ? key[j] : hi;
     }
-    /* every key shares the bits above `top`; 11-bit digits from there down */
+    /* every key shares the bits above `top`; digits from there down, of 11
+     * bits while many members remain and 8 (a smaller histogram to clear)
+     * once few do */
     int top = lo == hi ? -1 : 31 - __builtin_clz(lo ^ hi);
     const uint32_t *idx = NULL; /* NULL: every j */
     size_t m = n;
     uint64_t above = 0;
     uint64_t hist[2048];
     while (top >= 0) {
-        const int shift = top >= 10 ? top - 10 : 0;
+        const int bits = m > SHORT_LIST ? 11 : 8;
+        const int shift = top >= bits - 1 ? top - (bits - 1) : 0;
         const uint32_t mask = (2u << (top - shift)) - 1;
         memset(hist, 0, (mask + 1) * sizeof hist[0]);
         for (size_t t = 0; t < m; ++t) {
             const size_t j = idx ? idx[t] : t;
-            hist[(key[j] >> shift) & mask] += w[j];
+            hist[(key[j] >> shift) & mask] += w ? w[j] : 1;
         }
         uint32_t d = mask;
         while (above + hist[d] < target) {
@@ -148,7 +151,7 @@ size_t kiln_cpu_packed_cut(const uint32_t *key, const uint64_t *w, size_t n, uin
     /* the members share one key, in ascending id order: the canonical ties */
     for (size_t t = 0; t < m; ++t) {
         const size_t j = idx ? idx[t] : t;
-        above += w[j];
+        above += w ? w[j] : 1;
         if (above >= target)
             return j;
     }
