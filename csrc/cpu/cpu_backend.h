@@ -108,7 +108,7 @@ void kiln_cpu_ranks(const float *x, int64_t V, const int32_t *tokens, int64_t n,
 typedef struct kiln_cpu_scratch {
     float *x;             /* [V] the row as f32 after its edits, when it differs from the input */
     uint64_t *w;          /* [V] masses, then inclusive prefix sums of kept masses */
-    uint32_t *marks;      /* [V] history bookkeeping, all zero between rows */
+    uint32_t *marks;      /* [V] history bookkeeping (kiln_cpu_apply_history) */
     uint32_t *cand;       /* [V] candidate ids: the top-k set, then the kept set */
     kiln_cpu_list tmp[2]; /* [V] each: radix-select levels; the sort path's buffers */
 } kiln_cpu_scratch;
@@ -180,10 +180,10 @@ void kiln_cpu_write_invalid_extras(const kiln_call *c, int64_t b);
 void kiln_cpu_score_row(const kiln_call *c, int64_t b, const float *x, float m,
                         kiln_cpu_work *wk);
 
-/* Applies the penalties of one row's history to its logits `x` in place;
+/* Applies the penalties of one row's history to its V logits `x` in place;
  * more_generated[0..more_len) continue the history as generated tokens.
- * `marks` is a V-entry array that must be all zero and is left all zero. */
-void kiln_cpu_apply_history(float *x, uint32_t *marks, const int32_t *ids, int64_t len,
+ * `work` is V words of scratch (any contents). */
+void kiln_cpu_apply_history(float *x, int64_t V, uint32_t *work, const int32_t *ids, int64_t len,
                             int64_t prompt_len, const int32_t *more_generated, int64_t more_len,
                             const kiln_row_params *r);
 

@@ -186,7 +186,7 @@ static kiln_cpu_row load_row(const kiln_call *c, const kiln_cpu_row_input *in,
     if (in->bias_len > 0)
         kiln_cpu_apply_logit_bias(sc->x, in->bias_ids, in->bias_values, in->bias_len);
     if (penalised)
-        kiln_cpu_apply_history(sc->x, sc->marks, in->history, in->history_len, in->prompt_len,
+        kiln_cpu_apply_history(sc->x, V, sc->marks, in->history, in->history_len, in->prompt_len,
                                in->drafts, in->drafts_len, r);
     return row;
 }
@@ -624,7 +624,6 @@ static void sample_row(const kiln_sampler *s, const kiln_call *c, int64_t b, scr
 void kiln_cpu_sample(const kiln_sampler *s, const kiln_call *c)
 {
     const int64_t rows = c->batch.num_rows;
-    const int has_history = c->batch.history_offsets != NULL;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(s->config.num_threads)
 #endif
@@ -636,8 +635,6 @@ void kiln_cpu_sample(const kiln_sampler *s, const kiln_call *c)
 #endif
         const kiln_fp_mode fp = kiln_fp_mode_enter();
         scratch sc = kiln_cpu_scratch_for(s, c, t);
-        if (has_history)
-            memset(sc.marks, 0, (size_t)c->batch.vocab_size * sizeof(uint32_t));
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif

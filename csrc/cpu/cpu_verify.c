@@ -193,7 +193,6 @@ kiln_status kiln_cpu_verify(const kiln_sampler *s, const kiln_call *c)
 #endif
         const kiln_fp_mode fp = kiln_fp_mode_enter();
         kiln_cpu_scratch sc = kiln_cpu_scratch_for(s, c, t);
-        memset(sc.marks, 0, (size_t)c->batch.vocab_size * sizeof(uint32_t));
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
