@@ -93,7 +93,9 @@ void kiln_cpu_row_key_range(const kiln_cpu_row *row, uint32_t *min_key, uint32_t
 int64_t kiln_cpu_row_find_first(const kiln_cpu_row *row, float value);
 /* Ids of the tokens with x >= threshold, ascending; returns how many. */
 size_t kiln_cpu_row_collect_at_least(const kiln_cpu_row *row, float threshold, uint32_t *ids);
-/* kiln_cpu_key_hist of the row in place (f32 or bf16). */
+/* hist[d] = number of sampled tokens whose key's top 11 bits are d: every
+ * token for stride 1, else blocks of 8 consecutive tokens every 8 stride
+ * (1 / stride of the row). */
 void kiln_cpu_row_key_hist(const kiln_cpu_row *row, int64_t stride, uint32_t hist[2048]);
 /* Number of tokens with x >= threshold. */
 int64_t kiln_cpu_row_count_at_least(const kiln_cpu_row *row, float threshold);
