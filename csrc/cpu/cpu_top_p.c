@@ -139,6 +139,7 @@ enum {
 typedef struct sample_bins {
     uint32_t count[BINS];
     uint64_t mass[BINS];
+    uint32_t near[2 * SAMPLES], tmp[2 * SAMPLES]; /* the sample points near the cut */
 } sample_bins;
 
 static uint32_t bin_edge(int b)
@@ -146,13 +147,50 @@ static uint32_t bin_edge(int b)
     return (uint32_t)(b + BIN_BASE) << BIN_SHIFT;
 }
 
+static int bin_of(uint32_t f)
+{
+    return (int)(f >> BIN_SHIFT) - BIN_BASE;
+}
+
+/* v[0..m) ascending: an LSD radix sort, 8-bit digits, skipping the digits
+ * every value shares (points in a few neighbouring bins share the top ones).
+ * Returns the sorted array (v or tmp). */
+static uint32_t *sort_ascending(uint32_t *v, uint32_t *tmp, size_t m)
+{
+    uint32_t all_and = 0xFFFFFFFFu, all_or = 0;
+    for (size_t i = 0; i < m; ++i) {
+        all_and &= v[i];
+        all_or |= v[i];
+    }
+    for (int shift = 0; shift < 32; shift += 8) {
+        if ((((all_and ^ all_or) >> shift) & 0xFF) == 0)
+            continue;
+        uint32_t count[256] = { 0 };
+        for (size_t i = 0; i < m; ++i)
+            ++count[(v[i] >> shift) & 0xFF];
+        uint32_t sum = 0;
+        for (int d = 0; d < 256; ++d) {
+            const uint32_t c = count[d];
+            count[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < m; ++i)
+            tmp[count[(v[i] >> shift) & 0xFF]++] = v[i];
+        uint32_t *t = v;
+        v = tmp;
+        tmp = t;
+    }
+    return v;
+}
+
 static band_plan sampled_band(const uint32_t *fb, int64_t V, uint64_t tail_mass, sample_bins *sb)
 {
     const int64_t stride = V / SAMPLES;
-    const int64_t n = V / stride;
+    const int64_t n = V / stride; /* < 2 SAMPLES */
     const uint32_t one = kiln_f32_bits(1.0f); /* the smallest fbits of a non-zero mass */
     const uint32_t infinite = kiln_f32_bits(__builtin_inff());
-    memset(sb, 0, sizeof *sb);
+    memset(sb->count, 0, sizeof sb->count);
+    memset(sb->mass, 0, sizeof sb->mass);
     int64_t zero = 0;
     for (int64_t s = 0; s < n; ++s) {
         const uint32_t f = fb[s * stride];
@@ -160,7 +198,7 @@ static band_plan sampled_band(const uint32_t *fb, int64_t V, uint64_t tail_mass,
             ++zero;
             continue;
         }
-        const int b = (int)(f >> BIN_SHIFT) - BIN_BASE;
+        const int b = bin_of(f);
         sb->count[b]++;
         sb->mass[b] += kiln_cpu_fbits_mass(f);
     }
@@ -170,38 +208,67 @@ static band_plan sampled_band(const uint32_t *fb, int64_t V, uint64_t tail_mass,
     uint64_t tail = 0;
     int64_t below = zero;
     for (c = 0; c < top; ++c) {
-        tail += sb->mass[c] * (uint64_t)stride;
-        if (tail > tail_mass)
+        if (tail + sb->mass[c] * (uint64_t)stride > tail_mass)
             break;
+        tail += sb->mass[c] * (uint64_t)stride;
         below += sb->count[c];
     }
     /* 1.5 standard deviations of a binomial count of `below` points in n */
     const double spread = 1.5 * __builtin_sqrt((double)below * (double)(n - below) / (double)n);
     const int64_t width = spread > BAND_SAMPLES ? (int64_t)spread + 1 : BAND_SAMPLES;
     const int64_t few = (ABOVE_CAP + stride - 1) / stride;
-    /* the lower edge of the bin where `steps` widths of points below c are
-     * reached (one if they never are), and the upper edge of the bin where
-     * they are reached above c (+inf if at most `few` points lie above it) */
+    /* Coarse edges: the lower edge of the bin where `steps` widths of points
+     * below c are reached (one if they never are), and the upper edge of the
+     * bin where they are reached above c (+inf if at most `few` points lie
+     * above it). */
     int64_t run = 0;
-    int b = c;
+    int b = c, lo_bin[2], hi_bin[2];
+    uint64_t tail_lo = tail; /* the sampled tail below lo_bin[0] */
     band_plan plan = { one, infinite, infinite, one };
-    for (int steps = 1; steps <= 5; steps += 4) {
-        while (b > 0 && run < steps * width)
+    for (int k = 0; k < 2; ++k) {
+        const int64_t steps = k ? 5 : 1;
+        while (b > 0 && run < steps * width) {
             run += sb->count[--b];
-        const uint32_t edge = run >= steps * width ? bin_edge(b) : one;
-        *(steps == 1 ? &plan.lo : &plan.down_lo) = edge;
+            if (k == 0)
+                tail_lo -= sb->mass[b] * (uint64_t)stride;
+        }
+        lo_bin[k] = b;
+        *(k ? &plan.down_lo : &plan.lo) = run >= steps * width ? bin_edge(b) : one;
     }
     run = 0;
     b = c;
-    int64_t above = n - below - zero - sb->count[c];
-    for (int steps = 1; steps <= 5; steps += 4) {
+    int64_t above = n - below - sb->count[c];
+    for (int k = 0; k < 2; ++k) {
+        const int64_t steps = k ? 5 : 1;
         while (b < top && run < steps * width) {
             run += sb->count[++b];
             above -= sb->count[b];
         }
-        const uint32_t edge = above > few ? bin_edge(b + 1) : infinite;
-        *(steps == 1 ? &plan.hi : &plan.up_hi) = edge;
+        hi_bin[k] = b;
+        *(k ? &plan.up_hi : &plan.hi) = above > few ? bin_edge(b + 1) : infinite;
     }
+    /* Fine edges for the first band: the points of bins lo_bin[0]..hi_bin[0]
+     * in order, the crossing point among them, `width` points either side
+     * (a band of few bins' worth of tokens even where one bin holds many) */
+    size_t m = 0;
+    for (int64_t s = 0; s < n; ++s) {
+        const uint32_t f = fb[s * stride];
+        if (f >= one && bin_of(f) >= lo_bin[0] && bin_of(f) <= hi_bin[0])
+            sb->near[m++] = f;
+    }
+    const uint32_t *v = sort_ascending(sb->near, sb->tmp, m);
+    size_t i = 0;
+    for (uint64_t t = tail_lo; i + 1 < m; ++i) {
+        t += kiln_cpu_fbits_mass(v[i]) * (uint64_t)stride;
+        if (t > tail_mass)
+            break;
+    }
+    if (plan.lo != one && i >= (size_t)width)
+        plan.lo = v[i - (size_t)width];
+    if (plan.hi != infinite && i + (size_t)width < m)
+        plan.hi = v[i + (size_t)width];
+    if (plan.hi <= plan.lo)
+        plan.hi = plan.lo + 1;
     if (plan.up_hi <= plan.hi)
         plan.up_hi = infinite;
     if (plan.down_lo >= plan.lo)
