@@ -280,6 +280,31 @@ Test(cpu_kernels, key_range_f32)
     }
 }
 
+static int u32_ascending(const void *a, const void *b)
+{
+    const uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The radix sort against qsort: wide values, narrow ranges, all equal. */
+Test(cpu_kernels, sort_u32)
+{
+    ks_rng rng = { 29 };
+    for (int rep = 0; rep < 300; ++rep) {
+        const size_t m = (size_t)(ks_rng_u64(&rng) % 2000);
+        uint32_t *v = malloc((m + 1) * 4), *tmp = malloc((m + 1) * 4), *want = malloc((m + 1) * 4);
+        const uint32_t base = (uint32_t)ks_rng_u64(&rng), mask = rep % 3 == 0 ? 0xFFFFFFFFu : rep % 3 == 1 ? 0xFFFu : 0u;
+        for (size_t i = 0; i < m; ++i)
+            want[i] = v[i] = mask == 0xFFFFFFFFu ? (uint32_t)ks_rng_u64(&rng) : base + ((uint32_t)ks_rng_u64(&rng) & mask);
+        qsort(want, m, 4, u32_ascending);
+        const uint32_t *got = kiln_cpu_sort_u32(v, tmp, m);
+        cr_assert(m == 0 || memcmp(got, want, m * 4) == 0, "rep %d m %zu", rep, m);
+        free(v);
+        free(tmp);
+        free(want);
+    }
+}
+
 /* The packed cut against the definition: sort (key descending, index
  * ascending), walk the weights to the first prefix reaching the target. Keys
  * in narrow ranges (one or two levels), wide ones, all equal; weights 0 too. */

@@ -76,6 +76,10 @@ size_t kiln_cpu_packed_cut(const uint32_t *key, const uint64_t *w, size_t n, uin
 void kiln_cpu_sort_desc(uint32_t **key, uint32_t **id, uint32_t **key_tmp, uint32_t **id_tmp,
                         size_t n);
 
+/* v[0..m) in ascending order: an LSD radix sort with 8-bit digits. Returns
+ * the sorted array (v or tmp, each m entries). */
+uint32_t *kiln_cpu_sort_u32(uint32_t *v, uint32_t *tmp, size_t m);
+
 /* The logit edits before the penalties (cpu_logit_edits.c): tokens whose bit
  * in `words` is clear become -inf; then x[ids[i]] += values[i] in order. */
 void kiln_cpu_apply_mask(float *x, const int32_t *words, int64_t n);

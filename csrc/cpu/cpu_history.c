@@ -56,25 +56,7 @@ void kiln_cpu_apply_history(float *x, int64_t V, uint32_t *work, const int32_t *
         e[i] = (uint32_t)ids[i] << 1 | (i >= prompt_len);
     for (int64_t i = 0; i < more_len; ++i)
         e[len + i] = (uint32_t)more[i] << 1 | 1u;
-    uint32_t hi = 0;
-    for (int64_t i = 0; i < total; ++i)
-        hi |= e[i];
-    for (int shift = 0; shift < 32 && (hi >> shift) != 0; shift += 8) {
-        uint32_t count[256] = { 0 };
-        for (int64_t i = 0; i < total; ++i)
-            ++count[(e[i] >> shift) & 0xFF];
-        uint32_t sum = 0;
-        for (int d = 0; d < 256; ++d) {
-            const uint32_t c = count[d];
-            count[d] = sum;
-            sum += c;
-        }
-        for (int64_t i = 0; i < total; ++i)
-            tmp[count[(e[i] >> shift) & 0xFF]++] = e[i];
-        uint32_t *t = e;
-        e = tmp;
-        tmp = t;
-    }
+    e = kiln_cpu_sort_u32(e, tmp, (size_t)total);
     for (int64_t i = 0; i < total;) {
         const uint32_t v = e[i] >> 1;
         uint32_t generated = 0;

@@ -36,3 +36,33 @@ void kiln_cpu_sort_desc(uint32_t **key, uint32_t **id, uint32_t **key_tmp, uint3
         *id = id_d;
     }
 }
+
+uint32_t *kiln_cpu_sort_u32(uint32_t *v, uint32_t *tmp, size_t m)
+{
+    /* digits every value shares are skipped (values from a narrow range
+     * share the top ones, small ones the top zeros) */
+    uint32_t all_and = 0xFFFFFFFFu, all_or = 0;
+    for (size_t i = 0; i < m; ++i) {
+        all_and &= v[i];
+        all_or |= v[i];
+    }
+    for (int shift = 0; shift < 32; shift += 8) {
+        if ((((all_and ^ all_or) >> shift) & 0xFF) == 0)
+            continue;
+        uint32_t count[256] = { 0 };
+        for (size_t i = 0; i < m; ++i)
+            ++count[(v[i] >> shift) & 0xFF];
+        uint32_t sum = 0;
+        for (int d = 0; d < 256; ++d) {
+            const uint32_t c = count[d];
+            count[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < m; ++i)
+            tmp[count[(v[i] >> shift) & 0xFF]++] = v[i];
+        uint32_t *t = v;
+        v = tmp;
+        tmp = t;
+    }
+    return v;
+}

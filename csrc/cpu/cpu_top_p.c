@@ -152,37 +152,6 @@ static int bin_of(uint32_t f)
     return (int)(f >> BIN_SHIFT) - BIN_BASE;
 }
 
-/* v[0..m) ascending: an LSD radix sort, 8-bit digits, skipping the digits
- * every value shares (points in a few neighbouring bins share the top ones).
- * Returns the sorted array (v or tmp). */
-static uint32_t *sort_ascending(uint32_t *v, uint32_t *tmp, size_t m)
-{
-    uint32_t all_and = 0xFFFFFFFFu, all_or = 0;
-    for (size_t i = 0; i < m; ++i) {
-        all_and &= v[i];
-        all_or |= v[i];
-    }
-    for (int shift = 0; shift < 32; shift += 8) {
-        if ((((all_and ^ all_or) >> shift) & 0xFF) == 0)
-            continue;
-        uint32_t count[256] = { 0 };
-        for (size_t i = 0; i < m; ++i)
-            ++count[(v[i] >> shift) & 0xFF];
-        uint32_t sum = 0;
-        for (int d = 0; d < 256; ++d) {
-            const uint32_t c = count[d];
-            count[d] = sum;
-            sum += c;
-        }
-        for (size_t i = 0; i < m; ++i)
-            tmp[count[(v[i] >> shift) & 0xFF]++] = v[i];
-        uint32_t *t = v;
-        v = tmp;
-        tmp = t;
-    }
-    return v;
-}
-
 static band_plan sampled_band(const uint32_t *fb, int64_t V, uint64_t tail_mass, sample_bins *sb)
 {
     const int64_t stride = V / SAMPLES;
@@ -256,7 +225,7 @@ static band_plan sampled_band(const uint32_t *fb, int64_t V, uint64_t tail_mass,
         if (f >= one && bin_of(f) >= lo_bin[0] && bin_of(f) <= hi_bin[0])
             sb->near[m++] = f;
     }
-    const uint32_t *v = sort_ascending(sb->near, sb->tmp, m);
+    const uint32_t *v = kiln_cpu_sort_u32(sb->near, sb->tmp, m);
     size_t i = 0;
     for (uint64_t t = tail_lo; i + 1 < m; ++i) {
         t += kiln_cpu_fbits_mass(v[i]) * (uint64_t)stride;
