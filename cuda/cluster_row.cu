@@ -549,6 +549,11 @@ __device__ cut cluster_cut(const cg::cluster_group &cl, cluster_storage &sm, con
  * writes both into every CTA. Three cluster barriers instead of 19. False,
  * with nothing changed, when the cluster holds more than kGatherCap
  * candidates (the same answer in every CTA: all read the same counts). */
+static_assert(kGatherCap <= 2 * kThreads, "gathered_cuts scans two candidates per thread");
+static_assert(2 * kGatherCap * sizeof(unsigned long long) <= sizeof(cluster_storage::lo),
+              "the gathered and the ranked candidates share CTA 0's lo[]");
+static_assert(kSlotCount < kSlots, "the candidate count has its own exchange slot");
+
 __device__ bool gathered_cuts(const cg::cluster_group &cl, cluster_storage &sm,
                               const candidates &cs, const float *xs, int64_t begin,
                               const row_consts &rc, int64_t k, float top_p, cut *top_out,
