@@ -182,9 +182,14 @@ static band_plan sampled_band(const uint32_t *fb, int64_t V, uint64_t tail_mass,
         tail += sb->mass[c] * (uint64_t)stride;
         below += sb->count[c];
     }
-    /* 1.5 standard deviations of a binomial count of `below` points in n */
-    const double spread = 1.5 * __builtin_sqrt((double)below * (double)(n - below) / (double)n);
-    const int64_t width = spread > BAND_SAMPLES ? (int64_t)spread + 1 : BAND_SAMPLES;
+    /* 1.5 standard deviations of a binomial count of `below` points in n
+     * (an integer square root: no libm, and the band only decides speed) */
+    const int64_t variance = below * (n - below) / n;
+    int64_t sd = 0;
+    while ((sd + 1) * (sd + 1) <= variance)
+        ++sd;
+    const int64_t spread = sd + sd / 2 + 1;
+    const int64_t width = spread > BAND_SAMPLES ? spread : BAND_SAMPLES;
     const int64_t few = (ABOVE_CAP + stride - 1) / stride;
     /* Coarse edges: the lower edge of the bin where `steps` widths of points
      * below c are reached (one if they never are), and the upper edge of the
