@@ -226,6 +226,12 @@ Test(cpu_kernels, bf16_scans)
                         ++nr;
                     }
                 cr_assert_eq(nr, na);
+                /* the capped collect: the same list when it fits, else more
+                 * than the cap and a prefix of the list */
+                const size_t cap = (size_t)(ks_rng_u64(&rng) % (na + 2));
+                const size_t nc = kiln_cpu_row_collect_at_most(&rb, thr, b, cap);
+                cr_assert(na <= cap ? nc == na : nc > cap && nc <= na, "cap %zu: %zu of %zu", cap, nc, na);
+                cr_assert_eq(memcmp(a, b, (nc < na ? nc : na) * 4), 0);
                 const float v = x[ks_rng_u64(&rng) % (uint64_t)V];
                 if (v == v)
                     cr_assert_eq(kiln_cpu_row_find_first(&rb, v), kiln_cpu_row_find_first(&rf, v));

@@ -20,9 +20,9 @@
 #endif
 
 static size_t collect_scalar(const kiln_cpu_row *row, int64_t from, float threshold,
-                             uint32_t *ids, size_t count)
+                             uint32_t *ids, size_t count, size_t limit)
 {
-    for (int64_t i = from; i < row->n; ++i)
+    for (int64_t i = from; i < row->n && count <= limit; ++i)
         if (kiln_cpu_row_at(row, i) >= threshold)
             ids[count++] = (uint32_t)i;
     return count;
@@ -39,14 +39,15 @@ KILN_T256 static inline uint64_t mask8_256(const void *data, int bf16, int64_t i
     return (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(x, t, _CMP_GE_OQ));
 }
 
-KILN_T256 static size_t collect_256(const kiln_cpu_row *row, float threshold, uint32_t *ids)
+KILN_T256 static size_t collect_256(const kiln_cpu_row *row, float threshold, uint32_t *ids,
+                                   size_t limit)
 {
     const __m256 t = _mm256_set1_ps(threshold);
     const int64_t n = row->n;
     const int bf16 = row->bf16;
     size_t count = 0;
     int64_t base = 0;
-    for (; base + 64 <= n; base += 64) {
+    for (; base + 64 <= n && count <= limit; base += 64) {
         uint64_t bits = 0;
         for (int v = 0; v < 8; ++v)
             bits |= mask8_256(row->data, bf16, base + 8 * v, t) << (8 * v);
@@ -55,17 +56,23 @@ KILN_T256 static size_t collect_256(const kiln_cpu_row *row, float threshold, ui
             bits &= bits - 1;
         }
     }
-    return collect_scalar(row, base, threshold, ids, count);
+    return count > limit ? count : collect_scalar(row, base, threshold, ids, count, limit);
 }
 #endif
 
-size_t kiln_cpu_row_collect_at_least(const kiln_cpu_row *row, float threshold, uint32_t *ids)
+size_t kiln_cpu_row_collect_at_most(const kiln_cpu_row *row, float threshold, uint32_t *ids,
+                                    size_t limit)
 {
 #ifdef KILN_X86_KERNELS
     if (kiln_cpu_isa_level() >= KILN_ISA_AVX2)
-        return collect_256(row, threshold, ids);
+        return collect_256(row, threshold, ids, limit);
 #endif
-    return collect_scalar(row, 0, threshold, ids, 0);
+    return collect_scalar(row, 0, threshold, ids, 0, limit);
+}
+
+size_t kiln_cpu_row_collect_at_least(const kiln_cpu_row *row, float threshold, uint32_t *ids)
+{
+    return kiln_cpu_row_collect_at_most(row, threshold, ids, (size_t)row->n);
 }
 
 size_t kiln_cpu_collect_at_least(const float *x, int64_t n, float threshold, uint32_t *ids)

@@ -82,10 +82,12 @@ kiln_cpu_kept kiln_cpu_keep_min_p(const kiln_cpu_row *row, float m, float c, uin
     mc.masked = 1;
     /* mass >= min_mass iff q >= qmin iff x >= x_min */
     const float x_min = kiln_cpu_logit_for_q(m, c, mc.qmin);
-    const int64_t V = row->n;
-    if (kiln_cpu_row_count_at_least(row, x_min) > V / 16)
+    /* more than V / 16 kept: the dense form (found by a collect that stops
+     * there, so a sparse row is read once) */
+    const size_t limit = (size_t)(row->n / 16);
+    const size_t n = kiln_cpu_row_collect_at_most(row, x_min, ids, limit);
+    if (n > limit)
         return kiln_cpu_keep_dense(row, &mc, chunks);
-    const size_t n = kiln_cpu_row_collect_at_least(row, x_min, ids);
     uint64_t run = 0;
     for (size_t j = 0; j < n; ++j) {
         run += kiln_mass(kiln_cpu_row_at(row, ids[j]), m, c);

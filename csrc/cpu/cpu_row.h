@@ -93,6 +93,11 @@ void kiln_cpu_row_key_range(const kiln_cpu_row *row, uint32_t *min_key, uint32_t
 int64_t kiln_cpu_row_find_first(const kiln_cpu_row *row, float value);
 /* Ids of the tokens with x >= threshold, ascending; returns how many. */
 size_t kiln_cpu_row_collect_at_least(const kiln_cpu_row *row, float threshold, uint32_t *ids);
+/* The same, stopping once more than `limit` are found: returns their count
+ * when it is <= limit, else some count > limit (ids then holds a prefix of
+ * the list, at most row->n entries). */
+size_t kiln_cpu_row_collect_at_most(const kiln_cpu_row *row, float threshold, uint32_t *ids,
+                                    size_t limit);
 /* hist[d] = number of sampled tokens whose key's top 11 bits are d: every
  * token for stride 1, else blocks of 8 consecutive tokens every 8 stride
  * (1 / stride of the row). */
