@@ -122,9 +122,10 @@ static uint64_t band_pass(const uint32_t *fb, int64_t n, uint32_t lo, uint32_t h
  * rows, small p), hi is +inf, so one pass holds the head too. On a miss, a
  * band five widths further in that direction (up_hi, or down_lo), then
  * everything beyond it. The sample is binned by fbits, 64 bins an octave of
- * mass (the top 6 bits of the significand), instead of sorted: band edges
- * fall on bin edges, which widens a band by at most two bins. The band
- * starts at a non-zero mass, so a peaked row collects only its few tokens. */
+ * mass (the top 6 bits of the significand), instead of sorted; only the
+ * points of the few bins around the estimate are sorted, for the first
+ * band's edges (the retries' edges are bin edges). The band starts at a
+ * non-zero mass, so a peaked row collects only its few tokens. */
 typedef struct band_plan {
     uint32_t lo, hi, up_hi, down_lo;
 } band_plan;
@@ -141,6 +142,9 @@ typedef struct sample_bins {
     uint64_t mass[BINS];
     uint32_t near[2 * SAMPLES], tmp[2 * SAMPLES]; /* the sample points near the cut */
 } sample_bins;
+
+/* it lives in the scratch w, V >= 8 SAMPLES words of 8 bytes */
+_Static_assert(sizeof(sample_bins) <= 8 * SAMPLES * sizeof(uint64_t), "sample_bins fits in w");
 
 static uint32_t bin_edge(int b)
 {
