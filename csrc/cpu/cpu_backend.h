@@ -70,6 +70,14 @@ kiln_cpu_cut kiln_cpu_radix_cut(const float *x, const uint32_t *ids, const uint6
 size_t kiln_cpu_packed_cut(const uint32_t *key, const uint64_t *w, size_t n, uint64_t target,
                            uint32_t *idx_a, uint32_t *idx_b);
 
+/* Whether packed candidate j (key key_j) is in the canonical prefix that
+ * ends at candidate `at` (key key_at): indices are in id order, so ties go
+ * to the lower index. */
+static inline int kiln_cpu_in_packed_prefix(uint32_t key_j, size_t j, uint32_t key_at, size_t at)
+{
+    return key_j > key_at || (key_j == key_at && j <= at);
+}
+
 /* Stable sort of n (key, id) pairs by descending key, so equal keys keep
  * ascending ids when the input ids ascend. The pointers are swapped as the
  * passes ping-pong; on return *key and *id hold the sorted pairs. */

@@ -311,12 +311,12 @@ static kept_set keep_top_k_select(const kiln_cpu_row *row, int64_t k, const kiln
     for (size_t j = 0; j < n; ++j)
         key[j] = kiln_order_key(kiln_cpu_row_at(row, ids[j]));
     const size_t at_k = kiln_cpu_packed_cut(key, NULL, n, (uint64_t)k, sc->tmp[0].id, sc->tmp[1].id);
-    const uint32_t key_k = key[at_k];
+    const uint32_t key_k = key[at_k]; /* the loop below moves keys down */
     uint64_t *w = sc->w;
     uint64_t mass_k = 0;
     size_t in_k = 0;
     for (size_t j = 0; j < n; ++j) {
-        if (key[j] > key_k || (key[j] == key_k && j <= at_k)) {
+        if (kiln_cpu_in_packed_prefix(key[j], j, key_k, at_k)) {
             const float xj = kiln_cpu_row_at(row, ids[j]);
             ids[in_k] = ids[j];
             key[in_k] = key[j];
@@ -336,7 +336,7 @@ static kept_set keep_top_k_select(const kiln_cpu_row *row, int64_t k, const kiln
     uint64_t run = 0;
     size_t kept = 0;
     for (size_t j = 0; j < n; ++j)
-        if (w[j] >= lo && (!cut_p || key[j] > key_p || (key[j] == key_p && j <= at_p))) {
+        if (w[j] >= lo && (!cut_p || kiln_cpu_in_packed_prefix(key[j], j, key_p, at_p))) {
             run += w[j];
             ids[kept] = ids[j];
             w[kept] = run;

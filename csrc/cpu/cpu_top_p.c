@@ -315,7 +315,7 @@ int kiln_cpu_keep_top_p(const kiln_cpu_row *row, float m, float c, float top_p, 
      * in tmp[1].w, where the other chunked sets keep theirs */
     uint64_t kept = above;
     for (size_t j = 0; j < n; ++j)
-        if (key[j] > cut.key || (key[j] == cut.key && j <= at)) {
+        if (kiln_cpu_in_packed_prefix(key[j], j, cut.key, at)) {
             sums[ids[j] / KILN_CPU_CHUNK] += w[j];
             kept += w[j];
         }
