@@ -1,9 +1,10 @@
 /* Whole-row scans that need no exponential, on f32 or bf16 rows in place:
  * the key range (validity and the max), the first token equal to a value,
- * and the count of tokens at or above a threshold (cpu_collect.c collects
- * them). Plain loops that gcc vectorises
- * (clones for AVX-512 and AVX2, as in cpu_kernels.c); a bf16 row is scanned
- * as 16-bit keys, 32 to a 512-bit register. */
+ * the sampled key histogram and the count of tokens at or above a threshold
+ * (cpu_collect.c collects them). Mostly plain loops that gcc vectorises
+ * (clones for AVX-512 and AVX2, as in cpu_kernels.c; a bf16 row is scanned
+ * as 16-bit keys, 32 to a 512-bit register); the f32 key range and the
+ * histogram's blocks are AVX2 intrinsics, whose shape gcc does not find. */
 #include <string.h>
 
 #include "cpu_backend.h"
