@@ -21,6 +21,7 @@
 #define KILN_X86_KERNELS 1
 #include <immintrin.h>
 #define KILN_T256 __attribute__((target("avx2")))
+#define KILN_T512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
 #endif
 
 enum { SAMPLES = 2048, BAND_SAMPLES = 24 };
@@ -99,6 +100,44 @@ KILN_T256 static uint64_t band_pass_256(const uint32_t *fb, int64_t n, uint32_t 
     *count = c;
     return total + band_pass_scalar(fb, base, n, lo, hi, sums, ids, count);
 }
+
+/* AVX-512DQ converts floats to 64-bit integers: floor(F) of eight tokens in
+ * one instruction (truncation is floor for F >= 0, and F < 2^41 fits), so a
+ * chunk sums in two 64-bit accumulators under the compare's mask. */
+KILN_T512 static uint64_t band_pass_512(const uint32_t *fb, int64_t n, uint32_t lo, uint32_t hi,
+                                        uint64_t *sums, uint32_t *ids, size_t *count)
+{
+    const __m512i vlo = _mm512_set1_epi32((int32_t)lo), vhi = _mm512_set1_epi32((int32_t)hi);
+    uint64_t total = 0;
+    size_t c = *count;
+    int64_t base = 0;
+    for (; base + KILN_CPU_CHUNK <= n; base += KILN_CPU_CHUNK) {
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0;
+        for (int64_t b = base; b < base + KILN_CPU_CHUNK; b += 64) {
+            uint64_t bits = 0;
+            for (int v = 0; v < 4; ++v) {
+                const __m512i f = _mm512_loadu_si512((const void *)(fb + b + 16 * v));
+                const __mmask16 heavy = _mm512_cmpge_epi32_mask(f, vhi);
+                const __mmask16 in = _mm512_mask_cmpge_epi32_mask((__mmask16)~heavy, f, vlo);
+                bits |= (uint64_t)in << (16 * v);
+                const __m512 F = _mm512_castsi512_ps(f);
+                a0 = _mm512_mask_add_epi64(a0, (__mmask8)heavy, a0,
+                                           _mm512_cvttps_epu64(_mm512_castps512_ps256(F)));
+                a1 = _mm512_mask_add_epi64(a1, (__mmask8)(heavy >> 8), a1,
+                                           _mm512_cvttps_epu64(_mm512_extractf32x8_ps(F, 1)));
+            }
+            while (bits) {
+                ids[c++] = (uint32_t)(b + __builtin_ctzll(bits));
+                bits &= bits - 1;
+            }
+        }
+        const uint64_t s = (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(a0, a1));
+        sums[base / KILN_CPU_CHUNK] = s;
+        total += s;
+    }
+    *count = c;
+    return total + band_pass_scalar(fb, base, n, lo, hi, sums, ids, count);
+}
 #endif
 
 static uint64_t band_pass(const uint32_t *fb, int64_t n, uint32_t lo, uint32_t hi, uint64_t *sums,
@@ -106,6 +145,8 @@ static uint64_t band_pass(const uint32_t *fb, int64_t n, uint32_t lo, uint32_t h
 {
     *count = 0;
 #ifdef KILN_X86_KERNELS
+    if (kiln_cpu_isa_level() >= KILN_ISA_AVX512)
+        return band_pass_512(fb, n, lo, hi, sums, ids, count);
     if (kiln_cpu_isa_level() >= KILN_ISA_AVX2)
         return band_pass_256(fb, n, lo, hi, sums, ids, count);
 #endif
@@ -140,6 +181,7 @@ enum {
 typedef struct sample_bins {
     uint32_t count[BINS];
     uint64_t mass[BINS];
+    uint32_t point[2 * SAMPLES];                 /* the sample, read once from the fbits */
     uint32_t near[2 * SAMPLES], tmp[2 * SAMPLES]; /* the sample points near the cut */
 } sample_bins;
 
@@ -166,7 +208,7 @@ static band_plan sampled_band(const uint32_t *fb, int64_t V, uint64_t tail_mass,
     memset(sb->mass, 0, sizeof sb->mass);
     int64_t zero = 0;
     for (int64_t s = 0; s < n; ++s) {
-        const uint32_t f = fb[s * stride];
+        const uint32_t f = sb->point[s] = fb[s * stride];
         if (f < one) {
             ++zero;
             continue;
@@ -229,10 +271,12 @@ static band_plan sampled_band(const uint32_t *fb, int64_t V, uint64_t tail_mass,
      * in order, the crossing point among them, `width` points either side
      * (a band of few bins' worth of tokens even where one bin holds many) */
     size_t m = 0;
-    for (int64_t s = 0; s < n; ++s) {
-        const uint32_t f = fb[s * stride];
-        if (f >= one && bin_of(f) >= lo_bin[0] && bin_of(f) <= hi_bin[0])
-            sb->near[m++] = f;
+    const uint32_t near_lo = bin_edge(lo_bin[0]) > one ? bin_edge(lo_bin[0]) : one;
+    const uint32_t near_hi = bin_edge(hi_bin[0] + 1);
+    for (int64_t s = 0; s < n; ++s) { /* a branch here would mispredict at every near point */
+        const uint32_t f = sb->point[s];
+        sb->near[m] = f;
+        m += f >= near_lo && f < near_hi;
     }
     const uint32_t *v = kiln_cpu_sort_u32(sb->near, sb->tmp, m);
     size_t i = 0;
@@ -314,11 +358,28 @@ int kiln_cpu_keep_top_p(const kiln_cpu_row *row, float m, float c, float top_p, 
      * above the band, and min-p removes none of them); its chunk sums live
      * in tmp[1].w, where the other chunked sets keep theirs */
     uint64_t kept = above;
-    for (size_t j = 0; j < n; ++j)
-        if (kiln_cpu_in_packed_prefix(key[j], j, cut.key, at)) {
-            sums[ids[j] / KILN_CPU_CHUNK] += w[j];
-            kept += w[j];
+    /* ids ascend, so a chunk's band tokens are consecutive: their sum stays
+     * in a register (an add into sums per token would wait on the last one's
+     * store), and membership selects the mass instead of branching on a
+     * coin-flip (the cut splits the band; the test of
+     * kiln_cpu_in_packed_prefix in bitwise form) */
+    uint64_t run = 0;
+    uint32_t chunk = n ? ids[0] / KILN_CPU_CHUNK : 0;
+    for (size_t j = 0; j < n; ++j) {
+        const uint32_t cj = ids[j] / KILN_CPU_CHUNK;
+        if (cj != chunk) {
+            sums[chunk] += run;
+            kept += run;
+            chunk = cj;
+            run = 0;
         }
+        const uint64_t in = (uint64_t)((key[j] > cut.key) | ((key[j] == cut.key) & (j <= at)));
+        run += w[j] & (0 - in);
+    }
+    if (n) {
+        sums[chunk] += run;
+        kept += run;
+    }
     memcpy(sc->tmp[1].w, sums, (size_t)chunks * sizeof *sums);
     memset(out, 0, sizeof *out);
     out->form = KILN_KEPT_CHUNKED;
