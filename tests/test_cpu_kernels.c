@@ -207,6 +207,21 @@ Test(cpu_kernels, bf16_scans)
             kiln_cpu_row_key_range(&rf, &lo_f, &hi_f);
             cr_assert_eq(lo_b, lo_f);
             cr_assert_eq(hi_b, hi_f);
+            if (rep % 4 == 2) { /* any bits, NaN of either sign included: the key range only */
+                uint32_t want_lo = 0xFFFFFFFFu, want_hi = 0;
+                for (int64_t i = 0; i < V; ++i) {
+                    const uint16_t r = (uint16_t)ks_rng_u64(&rng);
+                    h[i] = r;
+                    const uint32_t k = kiln_order_key(kiln_f32_from_bits((uint32_t)r << 16));
+                    want_lo = k < want_lo ? k : want_lo;
+                    want_hi = k > want_hi ? k : want_hi;
+                }
+                kiln_cpu_row_key_range(&rb, &lo_b, &hi_b);
+                cr_assert(lo_b == want_lo && hi_b == want_hi, "isa %d: bf16 key range with NaN", isa);
+                for (int64_t i = 0; i < V; ++i)
+                    h[i] = kiln_f32_bits(x[i]) >> 16;
+                continue;
+            }
             for (int t = 0; t < 8; ++t) {
                 const float thr = t == 0 ? -0.0f : t == 1 ? 0.0f
                                         : kiln_bf16_to_f32((uint16_t)ks_rng_u64(&rng)) +
@@ -243,6 +258,73 @@ Test(cpu_kernels, bf16_scans)
         free(a);
         free(b);
     }
+}
+
+/* The sampled histogram's top digits alone: the full sample's counts at and
+ * above dmin, zeros below, and their number, on both dtypes and every
+ * instruction set (the top-k threshold search reads only these). */
+Test(cpu_kernels, key_hist_top)
+{
+    ks_rng rng = { 11 };
+    for (int rep = 0; rep < 60; ++rep) {
+        const int64_t V = 16 + (int64_t)(ks_rng_u64(&rng) % 40000);
+        float *x = malloc((size_t)V * 4);
+        uint16_t *h = malloc((size_t)V * 2);
+        ks_zipf_like(x, V, (uint64_t)rep);
+        for (int64_t i = 0; i < V; ++i) {
+            if (rep % 3 == 1)
+                x[i] = -x[i]; /* negative digits count down */
+            h[i] = (uint16_t)(kiln_f32_bits(x[i]) >> 16);
+        }
+        const int64_t stride = 1 + (int64_t)(ks_rng_u64(&rng) % 20);
+        const uint32_t dmin = (uint32_t)(ks_rng_u64(&rng) % 2048);
+        for (int b = 0; b < 2; ++b) {
+            const kiln_cpu_row r = { b ? (const void *)h : (const void *)x, b, V };
+            for (int isa = 0; isa < isa_count(); ++isa) {
+                kiln_cpu_isa_force(isa);
+                uint32_t full[2048], top[2048];
+                kiln_cpu_row_key_hist(&r, stride < 2 ? 2 : stride, full);
+                const uint64_t n = kiln_cpu_row_key_hist_top(&r, stride < 2 ? 2 : stride, dmin, top);
+                uint64_t want = 0;
+                for (uint32_t d = 0; d < 2048; ++d) {
+                    cr_assert_eq(top[d], d >= dmin ? full[d] : 0u, "isa %d digit %u", isa, d);
+                    want += d >= dmin ? full[d] : 0;
+                }
+                cr_assert_eq(n, want);
+            }
+        }
+        kiln_cpu_isa_force(KILN_ISA_AVX512);
+        free(x);
+        free(h);
+    }
+}
+
+/* -0 at either end of a bf16 row's range is +0's key, whatever the row's
+ * length (the vector loops and the tail) and instruction set. */
+Test(cpu_kernels, bf16_negative_zero_range)
+{
+    const uint32_t zero = kiln_order_key(0.0f);
+    for (int64_t V = 1; V < 200; V += 13)
+        for (int isa = 0; isa < isa_count(); ++isa) {
+            kiln_cpu_isa_force(isa);
+            uint16_t *h = malloc((size_t)V * 2);
+            for (int with = 0; with < 2; ++with) { /* with 0: -0 and -1; 1: -0 and 1 */
+                for (int64_t i = 0; i < V; ++i)
+                    h[i] = i % 3 == 1 ? (with ? 0x3F80 : 0xBF80) : 0x8000;
+                const kiln_cpu_row r = { h, 1, V };
+                uint32_t lo, hi;
+                kiln_cpu_row_key_range(&r, &lo, &hi);
+                const uint32_t other = kiln_order_key(with ? 1.0f : -1.0f);
+                const int has_other = V > 1;
+                cr_assert_eq(with ? lo : hi, zero, "isa %d V %lld: -0 at the %s", isa, (long long)V,
+                             with ? "bottom" : "top");
+                cr_assert_eq(with ? hi : lo, has_other ? other : zero);
+                cr_assert_eq(kiln_cpu_row_find_first(&r, 0.0f), 0);
+                cr_assert_eq(kiln_cpu_row_count_at_least(&r, 0.0f), with ? V : V - V / 3 - (V % 3 == 2));
+            }
+            free(h);
+        }
+    kiln_cpu_isa_force(KILN_ISA_AVX512);
 }
 
 /* The f32 key range (float min/max with a NaN flag on AVX2) against the

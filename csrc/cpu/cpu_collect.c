@@ -5,9 +5,11 @@
  * test per block of 64 tokens hits nearly every other block and a branch
  * per token mispredicts at every candidate. The AVX2 code instead joins the
  * compare masks of 64 tokens into one word and appends its set bits: per
- * token a compare and a movemask, per candidate a count-trailing-zeros.
- * A bf16 is the top half of an f32, so it is widened in registers and
- * compared as a float; on valid rows (no NaN) x >= t holds exactly when
+ * token a compare and a movemask, per candidate a count-trailing-zeros
+ * (AVX-512: a compare into a mask register per 16 f32 or 32 bf16 tokens).
+ * bf16 tokens are compared as signed 16-bit keys (kiln_bf16_signed_key,
+ * against kiln_bf16_threshold), 16 or 32 to a register instead of 8 or 16
+ * widened floats; on valid rows (no NaN) x >= t holds exactly when
  * kiln_order_key(x) >= kiln_order_key(t) (-0 with +0), the order every
  * caller's threshold is chosen in. */
 #include "cpu_backend.h"
@@ -17,6 +19,7 @@
 #define KILN_X86_KERNELS 1
 #include <immintrin.h>
 #define KILN_T256 __attribute__((target("avx2,bmi")))
+#define KILN_T512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,bmi")))
 #endif
 
 static size_t collect_scalar(const kiln_cpu_row *row, int64_t from, float threshold,
@@ -39,18 +42,75 @@ KILN_T256 static inline uint64_t mask8_256(const void *data, int bf16, int64_t i
     return (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(x, t, _CMP_GE_OQ));
 }
 
+/* 16 bf16 tokens as signed keys, and 32 tokens' "below t" compares as the
+ * bits of one word (packs interleaves the two registers' 128-bit halves, the
+ * permute puts them back in token order) */
+KILN_T256 static inline __m256i signed_keys_256(const uint16_t *h)
+{
+    const __m256i v = _mm256_loadu_si256((const __m256i *)h);
+    return _mm256_xor_si256(v, _mm256_and_si256(_mm256_srai_epi16(v, 15), _mm256_set1_epi16(0x7FFF)));
+}
+
+KILN_T256 static inline uint32_t below32_256(const uint16_t *h, __m256i t)
+{
+    const __m256i a = _mm256_cmpgt_epi16(t, signed_keys_256(h));
+    const __m256i b = _mm256_cmpgt_epi16(t, signed_keys_256(h + 16));
+    return (uint32_t)_mm256_movemask_epi8(_mm256_permute4x64_epi64(_mm256_packs_epi16(a, b), 0xD8));
+}
+
 KILN_T256 static size_t collect_256(const kiln_cpu_row *row, float threshold, uint32_t *ids,
                                    size_t limit)
 {
     const __m256 t = _mm256_set1_ps(threshold);
     const int64_t n = row->n;
-    const int bf16 = row->bf16;
     size_t count = 0;
     int64_t base = 0;
+    int16_t t16 = 0;
+    const int keys16 = row->bf16 && kiln_bf16_threshold(threshold, &t16);
+    const __m256i vt16 = _mm256_set1_epi16(t16);
     for (; base + 64 <= n && count <= limit; base += 64) {
         uint64_t bits = 0;
-        for (int v = 0; v < 8; ++v)
-            bits |= mask8_256(row->data, bf16, base + 8 * v, t) << (8 * v);
+        if (keys16) {
+            const uint16_t *h = (const uint16_t *)row->data + base;
+            bits = ~((uint64_t)below32_256(h, vt16) | (uint64_t)below32_256(h + 32, vt16) << 32);
+        } else {
+            for (int v = 0; v < 8; ++v)
+                bits |= mask8_256(row->data, row->bf16, base + 8 * v, t) << (8 * v);
+        }
+        while (bits) {
+            ids[count++] = (uint32_t)(base + (int64_t)__builtin_ctzll(bits));
+            bits &= bits - 1;
+        }
+    }
+    return count > limit ? count : collect_scalar(row, base, threshold, ids, count, limit);
+}
+
+KILN_T512 static size_t collect_512(const kiln_cpu_row *row, float threshold, uint32_t *ids,
+                                   size_t limit)
+{
+    const int64_t n = row->n;
+    size_t count = 0;
+    int64_t base = 0;
+    int16_t t16 = 0;
+    const int keys16 = row->bf16 && kiln_bf16_threshold(threshold, &t16);
+    if (row->bf16 && !keys16)
+        return 0; /* no bf16 reaches the threshold */
+    const __m512 t = _mm512_set1_ps(threshold);
+    const __m512i vt16 = _mm512_set1_epi16(t16), magnitude = _mm512_set1_epi16(0x7FFF);
+    for (; base + 64 <= n && count <= limit; base += 64) {
+        uint64_t bits = 0;
+        if (keys16) {
+            const uint16_t *h = (const uint16_t *)row->data + base;
+            for (int v = 0; v < 2; ++v) {
+                __m512i k = _mm512_loadu_si512((const void *)(h + 32 * v));
+                k = _mm512_xor_si512(k, _mm512_and_si512(_mm512_srai_epi16(k, 15), magnitude));
+                bits |= (uint64_t)_mm512_cmpge_epi16_mask(k, vt16) << (32 * v);
+            }
+        } else {
+            const float *x = (const float *)row->data + base;
+            for (int v = 0; v < 4; ++v)
+                bits |= (uint64_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(x + 16 * v), t, _CMP_GE_OQ) << (16 * v);
+        }
         while (bits) {
             ids[count++] = (uint32_t)(base + (int64_t)__builtin_ctzll(bits));
             bits &= bits - 1;
@@ -64,6 +124,8 @@ size_t kiln_cpu_row_collect_at_most(const kiln_cpu_row *row, float threshold, ui
                                     size_t limit)
 {
 #ifdef KILN_X86_KERNELS
+    if (kiln_cpu_isa_level() >= KILN_ISA_AVX512)
+        return collect_512(row, threshold, ids, limit);
     if (kiln_cpu_isa_level() >= KILN_ISA_AVX2)
         return collect_256(row, threshold, ids, limit);
 #endif

@@ -15,9 +15,12 @@
  *   2^f              kiln_exp2_fraction's Horner steps without its final
  *                    clamp, which is an identity for every j (its result is
  *                    below 2 for every j: tests/test_cpu_kernels.c);
- *   the mass         man * 2^(17 + n) as two 32-bit parts, the low 20 bits and
- *                    the rest, each summed in 32-bit lanes (a chunk's sums fit)
- *                    and joined per chunk: no 64-bit lanes, no conversions.
+ *   the mass         AVX-512: floor(F) for the float F = 2^f * 2^(40 + n) (the
+ *                    token's fbits), converted to 64-bit integers, eight per
+ *                    instruction, and summed in 64-bit lanes; AVX2, which has
+ *                    no such conversion: man * 2^(17 + n) as two 32-bit
+ *                    parts, the low 20 bits and the rest, each summed in
+ *                    32-bit lanes (a chunk's sums fit) and joined per chunk.
  *
  * Sums of masses are exact integers, so the lane order does not matter. */
 #include <stdlib.h>
@@ -168,10 +171,14 @@ KILN_T512 KILN_INLINE __m512 exp2_fraction_512(__m512 f)
     return _mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_mul_ps(f, q));
 }
 
-/* 16 masses as low-20-bit and high parts; fb their fbits (when asked). */
-KILN_T512 KILN_INLINE void mass_512(__m512 x, __m512 vm, __m512 vc, const int fused,
-                                    const int masked, __m512i qmin, __m512i *lo, __m512i *hi,
-                                    __m512i *fb)
+/* 16 masses as two vectors of 8 64-bit integers, and their fbits: the mass
+ * is floor(F) for the float F with bits fb (2^f * 2^(40 + n), a normal
+ * float below 2^41 for every clamped q), and AVX-512DQ converts 8 floats to
+ * 64-bit integers by truncation, which is floor for F >= 0: three
+ * instructions for what the shifts into low and high parts take eight. */
+KILN_T512 KILN_INLINE void mass_w_512(__m512 x, __m512 vm, __m512 vc, const int fused,
+                                      const int masked, __m512i qmin, __m512i *w0, __m512i *w1,
+                                      __m512i *fb)
 {
     const __m512 d = _mm512_sub_ps(x, vm);
     const __m512 tq = fused ? _mm512_mul_ps(d, vc)
@@ -182,22 +189,17 @@ KILN_T512 KILN_INLINE void mass_512(__m512 x, __m512 vm, __m512 vc, const int fu
     const __m512 f = _mm512_sub_ps(
         _mm512_castsi512_ps(_mm512_or_si512(j, _mm512_set1_epi32(0x3F800000))), _mm512_set1_ps(1.0f));
     const __m512 p = exp2_fraction_512(f);
-    const __m512i n = _mm512_srai_epi32(q, 23);
-    const __m512i man = _mm512_sub_epi32(_mm512_castps_si512(p), _mm512_set1_epi32(0x3F000000));
-    const __m512i s = _mm512_add_epi32(n, _mm512_set1_epi32(17));
-    const __m512i ns = _mm512_sub_epi32(_mm512_set1_epi32(-17), n);
-    const __m512i w = _mm512_or_si512(_mm512_sllv_epi32(man, s), _mm512_srlv_epi32(man, ns));
-    *lo = _mm512_and_si512(w, _mm512_set1_epi32(0xFFFFF));
-    *hi = _mm512_srlv_epi32(man, _mm512_sub_epi32(_mm512_set1_epi32(3), n));
+    *fb = _mm512_add_epi32(_mm512_castps_si512(p),
+                           _mm512_add_epi32(_mm512_and_si512(q, _mm512_set1_epi32((int)0xFF800000u)),
+                                            _mm512_set1_epi32(40 << 23)));
+    const __m512 F = _mm512_castsi512_ps(*fb);
+    *w0 = _mm512_cvttps_epu64(_mm512_castps512_ps256(F));
+    *w1 = _mm512_cvttps_epu64(_mm512_extractf32x8_ps(F, 1));
     if (masked) {
         const __mmask16 keep = _mm512_cmpge_epi32_mask(q, qmin);
-        *lo = _mm512_maskz_mov_epi32(keep, *lo);
-        *hi = _mm512_maskz_mov_epi32(keep, *hi);
+        *w0 = _mm512_maskz_mov_epi64((__mmask8)keep, *w0);
+        *w1 = _mm512_maskz_mov_epi64((__mmask8)(keep >> 8), *w1);
     }
-    if (fb)
-        *fb = _mm512_add_epi32(_mm512_castps_si512(p),
-                               _mm512_add_epi32(_mm512_and_si512(q, _mm512_set1_epi32((int)0xFF800000u)),
-                                                _mm512_set1_epi32(40 << 23)));
 }
 
 /* 16 tokens from i on (fewer at the end: the rest read as -inf). */
@@ -229,27 +231,26 @@ KILN_T512 KILN_INLINE uint64_t chunks_512_body(const kiln_cpu_row *row, const ki
     uint64_t total = 0;
     for (int64_t base = 0; base < n; base += KILN_CPU_CHUNK) {
         const int64_t end = base + KILN_CPU_CHUNK < n ? base + KILN_CPU_CHUNK : n;
-        __m512i alo = _mm512_setzero_si512(), ahi = alo, blo = alo, bhi = alo;
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, b0 = a0, b1 = a0;
         int64_t i = base;
         for (; i + 32 <= end; i += 32) {
-            __m512i lo0, hi0, lo1, hi1, fb0, fb1;
-            mass_512(load_512(row->data, bf16, i, n), vm, vc, fused, masked, qmin, &lo0, &hi0, with_fb ? &fb0 : NULL);
-            mass_512(load_512(row->data, bf16, i + 16, n), vm, vc, fused, masked, qmin, &lo1, &hi1,
-                     with_fb ? &fb1 : NULL);
-            alo = _mm512_add_epi32(alo, lo0);
-            ahi = _mm512_add_epi32(ahi, hi0);
-            blo = _mm512_add_epi32(blo, lo1);
-            bhi = _mm512_add_epi32(bhi, hi1);
+            __m512i u0, u1, v0, v1, fb0, fb1;
+            mass_w_512(load_512(row->data, bf16, i, n), vm, vc, fused, masked, qmin, &u0, &u1, &fb0);
+            mass_w_512(load_512(row->data, bf16, i + 16, n), vm, vc, fused, masked, qmin, &v0, &v1, &fb1);
+            a0 = _mm512_add_epi64(a0, u0);
+            a1 = _mm512_add_epi64(a1, u1);
+            b0 = _mm512_add_epi64(b0, v0);
+            b1 = _mm512_add_epi64(b1, v1);
             if (with_fb) {
                 _mm512_storeu_si512(fbits + i, fb0);
                 _mm512_storeu_si512(fbits + i + 16, fb1);
             }
         }
         for (; i < end; i += 16) {
-            __m512i lo0, hi0, fb0;
-            mass_512(load_512(row->data, bf16, i, n), vm, vc, fused, masked, qmin, &lo0, &hi0, with_fb ? &fb0 : NULL);
-            alo = _mm512_add_epi32(alo, lo0);
-            ahi = _mm512_add_epi32(ahi, hi0);
+            __m512i u0, u1, fb0;
+            mass_w_512(load_512(row->data, bf16, i, n), vm, vc, fused, masked, qmin, &u0, &u1, &fb0);
+            a0 = _mm512_add_epi64(a0, u0);
+            a1 = _mm512_add_epi64(a1, u1);
             if (with_fb) {
                 const int64_t left = end - i;
                 if (left >= 16)
@@ -258,10 +259,8 @@ KILN_T512 KILN_INLINE uint64_t chunks_512_body(const kiln_cpu_row *row, const ki
                     _mm512_mask_storeu_epi32(fbits + i, (__mmask16)((1u << left) - 1), fb0);
             }
         }
-        /* a chunk's 256 low parts sum below 2^28 and high parts below 2^29 */
-        const uint64_t lo = (uint32_t)_mm512_reduce_add_epi32(_mm512_add_epi32(alo, blo));
-        const uint64_t hi = (uint32_t)_mm512_reduce_add_epi32(_mm512_add_epi32(ahi, bhi));
-        const uint64_t sum = (hi << 20) + lo;
+        const uint64_t sum = (uint64_t)_mm512_reduce_add_epi64(
+            _mm512_add_epi64(_mm512_add_epi64(a0, b0), _mm512_add_epi64(a1, b1)));
         if (chunk_sums)
             chunk_sums[base / KILN_CPU_CHUNK] = sum;
         total += sum;
@@ -297,19 +296,12 @@ KILN_T512 static void span_512(const kiln_cpu_row *row, int64_t start, int64_t l
     const __m512i qmin = _mm512_set1_epi32(mc->qmin);
     const int64_t end = start + len;
     for (int64_t i = start; i < end; i += 16) {
-        __m512i lo, hi;
+        __m512i w0, w1, fb;
         const __m512 x = load_512(row->data, row->bf16, i, end);
         if (mc->fused)
-            mass_512(x, vm, vc, 1, 1, qmin, &lo, &hi, NULL);
+            mass_w_512(x, vm, vc, 1, 1, qmin, &w0, &w1, &fb);
         else
-            mass_512(x, vm, vc, 0, 1, qmin, &lo, &hi, NULL);
-        /* w = hi * 2^20 + lo in 64-bit lanes */
-        const __m512i w0 = _mm512_add_epi64(
-            _mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(hi)), 20),
-            _mm512_cvtepu32_epi64(_mm512_castsi512_si256(lo)));
-        const __m512i w1 = _mm512_add_epi64(
-            _mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(hi, 1)), 20),
-            _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(lo, 1)));
+            mass_w_512(x, vm, vc, 0, 1, qmin, &w0, &w1, &fb);
         const int64_t left = end - i;
         uint64_t *out = w + (i - start);
         if (left >= 16) {

@@ -87,6 +87,50 @@ uint32_t kiln_cpu_mass_fbits(float x, float m, float c);
 
 /* ------------------------------------------------------ whole-row scans */
 
+/* A bf16 as a signed 16-bit integer in value order: sign-magnitude to two's
+ * complement by flipping the magnitude bits of negatives, so one shift, one
+ * and, one xor and signed min/max/compare order 32 tokens at once. It is
+ * strictly monotone in the value with -0 one below +0 (-1 and 0) and NaN
+ * beyond the infinities; kiln_bf16_key_of_signed maps it to the bf16's
+ * order key (the top half of kiln_order_key, -0 with +0), a monotone map,
+ * so it turns a min or max of signed keys into the min or max of keys. */
+static inline int16_t kiln_bf16_signed_key(uint16_t h)
+{
+    const int16_t s = (int16_t)h;
+    return (int16_t)(s ^ ((s >> 15) & 0x7FFF));
+}
+
+static inline uint16_t kiln_bf16_key_of_signed(int16_t k)
+{
+    const uint16_t u = (uint16_t)((uint16_t)k ^ 0x8000u);
+    return u == 0x7FFFu ? 0x8000u : u; /* -0 */
+}
+
+/* The signed-key threshold t with kiln_bf16_signed_key(h) >= t exactly when
+ * h's order key >= `key` (a 16-bit order key): key's own signed value,
+ * except that a threshold at zero lets -0 in too. */
+static inline int16_t kiln_bf16_signed_threshold(uint16_t key)
+{
+    const int16_t t = (int16_t)(key ^ 0x8000u);
+    return t == 0 ? -1 : t;
+}
+
+/* The signed-key threshold of x >= threshold over bf16 values without NaN:
+ * 1 and *t such that kiln_bf16_signed_key(h) >= *t exactly when the bf16 h
+ * >= threshold, or 0 when no bf16 reaches it. The 16-bit key floor is the
+ * smallest bf16 order key whose f32 key reaches the threshold's: a positive
+ * 16-bit key's f32 keys end in 0x0000 and a negative one's in 0xFFFF, so
+ * only a positive key needs the next one up. */
+static inline int kiln_bf16_threshold(float threshold, int16_t *t)
+{
+    const uint32_t k = kiln_order_key(threshold);
+    if ((k >> 16) == 0xFFFFu && (k & 0xFFFFu) != 0)
+        return 0;
+    const uint32_t k16 = (k >> 16) + ((k & 0xFFFFu) != 0 && (k >> 16) >= 0x8000u);
+    *t = kiln_bf16_signed_threshold((uint16_t)k16);
+    return 1;
+}
+
 /* Smallest and largest kiln_order_key over the row. */
 void kiln_cpu_row_key_range(const kiln_cpu_row *row, uint32_t *min_key, uint32_t *max_key);
 /* The first i whose value equals `value` (-1 if none); -0 == +0. */
@@ -102,6 +146,10 @@ size_t kiln_cpu_row_collect_at_most(const kiln_cpu_row *row, float threshold, ui
  * token for stride 1, else blocks of 8 consecutive tokens every 8 stride
  * (1 / stride of the row). */
 void kiln_cpu_row_key_hist(const kiln_cpu_row *row, int64_t stride, uint32_t hist[2048]);
+/* The same sample (stride > 1) counting only digits >= dmin: hist[d] for d
+ * >= dmin, zero below; returns how many sampled tokens it counted. */
+uint64_t kiln_cpu_row_key_hist_top(const kiln_cpu_row *row, int64_t stride, uint32_t dmin,
+                                   uint32_t hist[2048]);
 /* Number of tokens with x >= threshold. */
 int64_t kiln_cpu_row_count_at_least(const kiln_cpu_row *row, float threshold);
 /* The row as f32 (exact for bf16). */

@@ -273,6 +273,9 @@ static float key_floor(uint32_t min_key)
  * holds the whole top-k set, and that is checked exactly: when fewer are
  * collected, an exact histogram of every token picks the bucket and the row
  * is collected again. The estimate only decides speed, never the answer. */
+/* digits below the max's that the first histogram counts: 8 octaves */
+enum { TOP_DIGITS = 32 };
+
 static kept_set keep_top_k_select(const kiln_cpu_row *row, int64_t k, const kiln_row_params *r,
                                   float m, float cexp, uint64_t lo, scratch *sc)
 {
@@ -290,7 +293,14 @@ static kept_set keep_top_k_select(const kiln_cpu_row *row, int64_t k, const kiln
             ids[i] = (uint32_t)i;
         n = (size_t)V;
     } else {
-        kiln_cpu_row_key_hist(row, stride, hist);
+        /* the candidates' digits are near the max's: count those first (a
+         * compare per block instead of an increment per sampled token), and
+         * the whole sample only when they are fewer than wanted; the digit
+         * found is the same either way */
+        const uint32_t top = kiln_order_key(m) >> 21;
+        if (stride == 1 ||
+            kiln_cpu_row_key_hist_top(row, stride, top > TOP_DIGITS ? top - TOP_DIGITS : 0, hist) < want)
+            kiln_cpu_row_key_hist(row, stride, hist);
         d = 2047;
         for (uint64_t above = 0; d > 0 && above + hist[d] < want; --d)
             above += hist[d];

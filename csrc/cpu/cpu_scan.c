@@ -28,14 +28,14 @@ static inline uint16_t bf16_key(uint16_t h)
 KILN_CLONES
 static void key_range_bf16(const uint16_t *h, int64_t n, uint16_t *min_key, uint16_t *max_key)
 {
-    uint16_t lo = 0xFFFFu, hi = 0;
+    int16_t lo = INT16_MAX, hi = INT16_MIN;
     for (int64_t i = 0; i < n; ++i) {
-        const uint16_t k = bf16_key(h[i]);
+        const int16_t k = kiln_bf16_signed_key(h[i]);
         lo = k < lo ? k : lo;
         hi = k > hi ? k : hi;
     }
-    *min_key = lo;
-    *max_key = hi;
+    *min_key = kiln_bf16_key_of_signed(lo);
+    *max_key = kiln_bf16_key_of_signed(hi);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(KILN_NO_CLONES)
@@ -112,17 +112,22 @@ void kiln_cpu_row_key_range(const kiln_cpu_row *row, uint32_t *min_key, uint32_t
 
 #define KILN_BLOCK 64
 
+/* The first token whose order key is `key`, compared as bits: one value
+ * has it, or two when it is zero's (-0 and +0, equal once the sign is
+ * masked off). */
 KILN_CLONES
 static int64_t find_first_bf16(const uint16_t *h, int64_t n, uint16_t key)
 {
+    const uint16_t mask = key == 0x8000u ? 0x7FFFu : 0xFFFFu;
+    const uint16_t want = key == 0x8000u ? 0 : key & 0x8000u ? key ^ 0x8000u : (uint16_t)~key;
     for (int64_t base = 0; base < n; base += KILN_BLOCK) {
         const int64_t end = base + KILN_BLOCK < n ? base + KILN_BLOCK : n;
         int hit = 0;
         for (int64_t i = base; i < end; ++i)
-            hit |= bf16_key(h[i]) == key;
+            hit |= (h[i] & mask) == want;
         if (hit)
             for (int64_t i = base; i < end; ++i)
-                if (bf16_key(h[i]) == key)
+                if ((h[i] & mask) == want)
                     return i;
     }
     return -1;
@@ -143,7 +148,7 @@ int64_t kiln_cpu_row_find_first(const kiln_cpu_row *row, float value)
  * whole vectors (the keys of a block in a few instructions, then eight
  * increments into two alternating histograms). */
 #ifdef KILN_X86_KERNELS
-KILN_T256 static void block_digits_256(const kiln_cpu_row *row, int64_t i, uint32_t d[8])
+KILN_T256 static inline __m256i block_digit_vec_256(const kiln_cpu_row *row, int64_t i)
 {
     const __m256i u =
         row->bf16 ? _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(
@@ -154,7 +159,35 @@ KILN_T256 static void block_digits_256(const kiln_cpu_row *row, int64_t i, uint3
     const __m256i zero = _mm256_cmpeq_epi32(_mm256_slli_epi32(u, 1), _mm256_setzero_si256());
     const __m256i v = _mm256_andnot_si256(zero, u);
     const __m256i flip = _mm256_or_si256(_mm256_srai_epi32(v, 31), _mm256_set1_epi32((int)0x80000000u));
-    _mm256_storeu_si256((__m256i *)d, _mm256_srli_epi32(_mm256_xor_si256(v, flip), 21));
+    return _mm256_srli_epi32(_mm256_xor_si256(v, flip), 21);
+}
+
+KILN_T256 static void block_digits_256(const kiln_cpu_row *row, int64_t i, uint32_t d[8])
+{
+    _mm256_storeu_si256((__m256i *)d, block_digit_vec_256(row, i));
+}
+
+/* The sampled histogram's digits >= dmin only: a compare per block, and an
+ * increment only for the few tokens near the top. */
+KILN_T256 static uint64_t key_hist_top_256(const kiln_cpu_row *row, int64_t stride, uint32_t dmin,
+                                           uint32_t hist[2048])
+{
+    const __m256i below = _mm256_set1_epi32((int)dmin - 1);
+    uint64_t counted = 0;
+    for (int64_t i = 0; i + 8 <= row->n; i += 8 * stride) {
+        const __m256i dv = block_digit_vec_256(row, i);
+        uint32_t bits = (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(dv, below)));
+        if (bits) {
+            uint32_t d[8];
+            _mm256_storeu_si256((__m256i *)d, dv);
+            counted += (uint64_t)__builtin_popcount(bits);
+            while (bits) {
+                hist[d[__builtin_ctz(bits)]]++;
+                bits &= bits - 1;
+            }
+        }
+    }
+    return counted;
 }
 #endif
 
@@ -197,19 +230,6 @@ void kiln_cpu_row_key_hist(const kiln_cpu_row *row, int64_t stride, uint32_t his
         hist[d] += h2[d];
 }
 
-/* Counts at or above a threshold, on 16-bit keys: x >= t iff key(x) >= key(t)
- * for non-NaN values; bf16_key_floor is the smallest 16-bit key whose f32
- * key reaches key(t) (callers first rule out a t above every bf16). */
-static uint16_t bf16_key_floor(float threshold)
-{
-    const uint32_t k = kiln_order_key(threshold);
-    /* a positive 16-bit key's f32 keys end in 0x0000, a negative one's in
-     * 0xFFFF, so only a positive key needs the next one up */
-    const uint32_t k16 = (k >> 16) + ((k & 0xFFFFu) != 0 && (k >> 16) >= 0x8000u);
-    return (uint16_t)k16;
-}
-
-
 KILN_CLONES
 static int64_t count_f32(const float *x, int64_t n, float threshold)
 {
@@ -219,12 +239,33 @@ static int64_t count_f32(const float *x, int64_t n, float threshold)
     return count;
 }
 
+uint64_t kiln_cpu_row_key_hist_top(const kiln_cpu_row *row, int64_t stride, uint32_t dmin,
+                                   uint32_t hist[2048])
+{
+    memset(hist, 0, 2048 * sizeof hist[0]);
+#ifdef KILN_X86_KERNELS
+    if (kiln_cpu_isa_level() >= KILN_ISA_AVX2)
+        return key_hist_top_256(row, stride, dmin, hist);
+#endif
+    uint64_t counted = 0;
+    for (int64_t i = 0; i + 8 <= row->n; i += 8 * stride)
+        for (int k = 0; k < 8; ++k) {
+            const uint32_t d = kiln_order_key(kiln_cpu_row_at(row, i + k)) >> 21;
+            if (d >= dmin) {
+                hist[d]++;
+                ++counted;
+            }
+        }
+    return counted;
+}
+
+/* Counts at or above a threshold, on signed 16-bit keys (kiln_bf16_threshold). */
 KILN_CLONES
-static int64_t count_bf16(const uint16_t *h, int64_t n, uint16_t key)
+static int64_t count_bf16(const uint16_t *h, int64_t n, int16_t t)
 {
     int64_t count = 0;
     for (int64_t i = 0; i < n; ++i)
-        count += bf16_key(h[i]) >= key;
+        count += kiln_bf16_signed_key(h[i]) >= t;
     return count;
 }
 
@@ -232,10 +273,10 @@ int64_t kiln_cpu_row_count_at_least(const kiln_cpu_row *row, float threshold)
 {
     if (!row->bf16)
         return count_f32((const float *)row->data, row->n, threshold);
-    const uint32_t k = kiln_order_key(threshold);
-    if ((k >> 16) == 0xFFFFu && (k & 0xFFFFu) != 0)
+    int16_t t;
+    if (!kiln_bf16_threshold(threshold, &t))
         return 0;
-    return count_bf16((const uint16_t *)row->data, row->n, bf16_key_floor(threshold));
+    return count_bf16((const uint16_t *)row->data, row->n, t);
 }
 
 KILN_CLONES
