@@ -358,6 +358,85 @@ Test(reference, history_equals_the_row_penalised_by_the_f32_formula)
     free(x);
 }
 
+Test(reference, edits_at_the_ends_of_the_range)
+{
+    /* The copy of an edited row takes its key range on the way, and keeps it
+     * only when no edited token held an end of it or passes one: rows whose
+     * history or bias lowers the max token, raises the min one, or lifts a
+     * token above the max or sinks one below the min, next to rows whose
+     * edits stay inside, f32 and bf16, must match the row edited outside. */
+    enum { B = 12, VV = 3001, NN = 4, H = 6 };
+    float *x = malloc(B * VV * sizeof *x), *px = malloc(B * VV * sizeof *px);
+    uint16_t *hx = malloc(B * VV * sizeof *hx);
+    int32_t ids[B * H], bias_ids[B], prompt[B], topk[B];
+    float bias_values[B], rep[B], pres[B], freq[B];
+    int64_t off[B + 1], boff[B + 1];
+    ks_rng g = { 21 };
+    off[0] = boff[0] = 0;
+    for (int b = 0; b < B; ++b) {
+        float *row = x + b * VV;
+        ks_zipf_like(row, VV, ks_rng_u64(&g));
+        int64_t lo = 0;
+        for (int64_t i = 0; i < VV; ++i) { /* bf16-exact, so both dtypes mean the same */
+            uint32_t u = f32_bits(row[i]) & 0xFFFF0000u;
+            memcpy(&row[i], &u, 4);
+            hx[b * VV + i] = (uint16_t)(u >> 16);
+            lo = row[i] < row[lo] ? i : lo;
+        }
+        const int kind = b % 6;
+        for (int i = 0; i < H; ++i)
+            ids[b * H + i] = (int32_t)(100 + ks_rng_u64(&g) % (VV - 100));
+        if (kind == 0)
+            ids[b * H + 2] = 0; /* the max (8.0), divided by 1.3 */
+        if (kind == 1)
+            ids[b * H + 4] = (int32_t)lo; /* the min, times 0.8 */
+        off[b + 1] = off[b] + H;
+        prompt[b] = kind == 4 ? 0 : H / 2;
+        rep[b] = kind == 0 ? 1.3f : kind == 1 ? 0.8f : 1.1f;
+        pres[b] = kind == 4 ? -30.0f : 0.25f;
+        freq[b] = 0.125f;
+        bias_ids[b] = (int32_t)(200 + ks_rng_u64(&g) % (VV - 200));
+        bias_values[b] = kind == 2 ? 20.0f : kind == 3 ? -50.0f : 0.5f;
+        boff[b + 1] = b + 1;
+        topk[b] = b % 2 ? 0 : 50;
+        memcpy(px + b * VV, row, VV * sizeof *x);
+        px[b * VV + bias_ids[b]] += bias_values[b];
+        penalize_f32(px + b * VV, VV, ids + b * H, H, prompt[b], (pen){ rep[b], pres[b], freq[b] });
+    }
+    kt_sampler s = kt_create(KILN_BACKEND_CPU, B, VV, NN, H, 2);
+    kiln_sampling_params p = KILN_SAMPLING_PARAMS_INIT;
+    p.top_k = topk;
+    p.seed_all = 5;
+    kiln_batch plain = kt_batch_f32(px, B, VV, NN);
+    kt_result a = kt_result_alloc(B, VV, NN), r = kt_result_alloc(B, VV, NN);
+    check_status(kt_sample(&s, &plain, &p, &a));
+    p.repetition_penalty = rep;
+    p.presence_penalty = pres;
+    p.frequency_penalty = freq;
+    for (int bf16 = 0; bf16 < 2; ++bf16) {
+        kiln_batch eb = kt_batch_f32(bf16 ? (const void *)hx : (const void *)x, B, VV, NN);
+        eb.dtype = bf16 ? KILN_DTYPE_BF16 : KILN_DTYPE_F32;
+        eb.history_offsets = off;
+        eb.history_ids = ids;
+        eb.prompt_lengths = prompt;
+        eb.logit_bias_offsets = boff;
+        eb.logit_bias_ids = bias_ids;
+        eb.logit_bias_values = bias_values;
+        kt_result_poison(&r);
+        check_status(kt_sample(&s, &eb, &p, &r));
+        for (int64_t b = 0; b < B; ++b)
+            cr_assert(kt_row_equal(&a, b, &r, b), "%s row %lld (kind %lld): token0 %d vs %d, prob0 %a vs %a",
+                      bf16 ? "bf16" : "f32", (long long)b, (long long)(b % 6), r.tokens[b * NN],
+                      a.tokens[b * NN], (double)r.probs[b * VV], (double)a.probs[b * VV]);
+    }
+    kt_result_free(&a);
+    kt_result_free(&r);
+    kt_destroy(&s);
+    free(hx);
+    free(px);
+    free(x);
+}
+
 /* ------------------------------------------------------------- by hand */
 
 /* x = (2, -1, 0.5, 3, -2, 1): every penalised value below is exact in f32. */

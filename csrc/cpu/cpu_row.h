@@ -154,5 +154,11 @@ uint64_t kiln_cpu_row_key_hist_top(const kiln_cpu_row *row, int64_t stride, uint
 int64_t kiln_cpu_row_count_at_least(const kiln_cpu_row *row, float threshold);
 /* The row as f32 (exact for bf16). */
 void kiln_cpu_row_to_f32(const kiln_cpu_row *row, float *out);
+/* The same, and where one pass can do both, the key range of the row (as
+ * kiln_cpu_row_key_range) on the way: returns 1 when it did, 0 when the
+ * range is not known (no fast path, or a NaN, whose range the caller takes
+ * from the copy as edited). */
+int kiln_cpu_row_copy_key_range(const kiln_cpu_row *row, float *out, uint32_t *min_key,
+                                uint32_t *max_key);
 
 #endif

@@ -148,9 +148,35 @@ kiln_cpu_row_input kiln_cpu_input_of(const kiln_call *c, int64_t b)
  * edit changes are read in place; an f16 row is converted to f32, and an
  * edited row is an f32 copy in the scratch (the mask applied while
  * copying), then biased and penalised. */
-static kiln_cpu_row load_row(const kiln_call *c, const kiln_cpu_row_input *in,
-                             const kiln_row_params *r, scratch *sc)
+/* Whether any of the n tokens `ids` has a key at an end of [lo, hi], or
+ * outside it. */
+static int touches_range(const float *x, const int32_t *ids, int64_t n, uint32_t lo, uint32_t hi)
 {
+    int out = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const uint32_t k = kiln_order_key(x[ids[i]]);
+        out |= k <= lo || k >= hi;
+    }
+    return out;
+}
+
+static int touches_edits(const float *x, const kiln_cpu_row_input *in, int penalised, uint32_t lo,
+                         uint32_t hi)
+{
+    return touches_range(x, in->bias_ids, in->bias_len, lo, hi) ||
+           (penalised && (touches_range(x, in->history, in->history_len, lo, hi) ||
+                          touches_range(x, in->drafts, in->drafts_len, lo, hi)));
+}
+
+/* The row as the passes read it. An edited row is a copy; without a mask
+ * (which edits many tokens) the copy takes the key range on the way, and
+ * that range stands for the edited row when no edited token held either
+ * end of it before its edit or reaches either end after (*range_known). */
+static kiln_cpu_row load_row(const kiln_call *c, const kiln_cpu_row_input *in,
+                             const kiln_row_params *r, scratch *sc, int *range_known,
+                             uint32_t *min_key, uint32_t *max_key)
+{
+    *range_known = 0;
     const kiln_batch *bt = &c->batch;
     const int64_t V = bt->vocab_size;
     const int penalised = in->history_len + in->drafts_len > 0 &&
@@ -171,14 +197,14 @@ static kiln_cpu_row load_row(const kiln_call *c, const kiln_cpu_row_input *in,
         row.bf16 = bt->dtype == KILN_DTYPE_BF16;
         if (!edited)
             return row;
-        if (row.bf16) {
+        if (!in->mask) {
+            *range_known = kiln_cpu_row_copy_key_range(&row, sc->x, min_key, max_key) &&
+                           !touches_edits(sc->x, in, penalised, *min_key, *max_key);
+        } else if (row.bf16) {
             kiln_cpu_row_to_f32(&row, sc->x);
-            if (in->mask)
-                kiln_cpu_apply_mask(sc->x, in->mask, V);
-        } else if (in->mask) {
-            kiln_cpu_copy_masked(sc->x, (const float *)in->logits, in->mask, V);
+            kiln_cpu_apply_mask(sc->x, in->mask, V);
         } else {
-            memcpy(sc->x, in->logits, (size_t)V * sizeof(float));
+            kiln_cpu_copy_masked(sc->x, (const float *)in->logits, in->mask, V);
         }
         row.data = sc->x;
         row.bf16 = 0;
@@ -188,6 +214,8 @@ static kiln_cpu_row load_row(const kiln_call *c, const kiln_cpu_row_input *in,
     if (penalised)
         kiln_cpu_apply_history(sc->x, V, sc->marks, in->history, in->history_len, in->prompt_len,
                                in->drafts, in->drafts_len, r);
+    if (*range_known)
+        *range_known = !touches_edits(sc->x, in, penalised, *min_key, *max_key);
     return row;
 }
 
@@ -407,14 +435,16 @@ void kiln_cpu_distribution(const kiln_sampler *s, const kiln_call *c, const kiln
 {
     const int64_t V = c->batch.vocab_size;
     memset(d, 0, sizeof *d);
-    d->row = load_row(c, in, &r, sc);
+    uint32_t min_key, max_key;
+    int range_known;
+    d->row = load_row(c, in, &r, sc, &range_known, &min_key, &max_key);
     d->argmax = -1;
     const kiln_cpu_row *row = &d->row;
 
     /* Stage 2, validity and the max. NaN sorts above +inf or below -inf in
      * key order, so the key range answers validity. */
-    uint32_t min_key, max_key;
-    kiln_cpu_row_key_range(row, &min_key, &max_key);
+    if (!range_known)
+        kiln_cpu_row_key_range(row, &min_key, &max_key);
     const uint32_t key_pos_inf = 0xFF800000u, key_neg_inf = 0x007FFFFFu;
     if (max_key >= key_pos_inf || min_key < key_neg_inf || max_key == key_neg_inf) {
         d->status = KILN_CPU_ROW_INVALID;

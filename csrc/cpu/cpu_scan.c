@@ -134,7 +134,68 @@ KILN_T512 static int key_range_f32_512(const float *x, int64_t n, uint32_t *min_
     *max_key = kmax;
     return 1;
 }
+
+/* The row copied out as f32 and its key range in the same pass. */
+KILN_T512 static int copy_key_range_512(const kiln_cpu_row *row, float *out, uint32_t *min_key,
+                                        uint32_t *max_key)
+{
+    const int64_t n = row->n;
+    __m512 hi[2], lo[2];
+    __mmask16 nan = 0;
+    for (int a = 0; a < 2; ++a) {
+        hi[a] = _mm512_set1_ps(-__builtin_inff());
+        lo[a] = _mm512_set1_ps(__builtin_inff());
+    }
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int a = 0; a < 2; ++a) {
+            const __m512 v =
+                row->bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(
+                                _mm512_cvtepu16_epi32(_mm256_loadu_si256(
+                                    (const __m256i *)((const uint16_t *)row->data + i + 16 * a))),
+                                16))
+                          : _mm512_loadu_ps((const float *)row->data + i + 16 * a);
+            _mm512_storeu_ps(out + i + 16 * a, v);
+            hi[a] = _mm512_max_ps(hi[a], v);
+            lo[a] = _mm512_min_ps(lo[a], v);
+            nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        }
+    for (; i < n; ++i)
+        out[i] = kiln_cpu_row_at(row, i);
+    if (nan)
+        return 0;
+    float h[16], l[16];
+    _mm512_storeu_ps(h, _mm512_max_ps(hi[0], hi[1]));
+    _mm512_storeu_ps(l, _mm512_min_ps(lo[0], lo[1]));
+    uint32_t kmax = 0, kmin = 0xFFFFFFFFu;
+    for (int a = 0; a < 16; ++a) {
+        const uint32_t kh = kiln_order_key(h[a]), kl = kiln_order_key(l[a]);
+        kmax = kh > kmax ? kh : kmax;
+        kmin = kl < kmin ? kl : kmin;
+    }
+    for (i = n - n % 32; i < n; ++i) {
+        if (out[i] != out[i])
+            return 0;
+        const uint32_t k = kiln_order_key(out[i]);
+        kmax = k > kmax ? k : kmax;
+        kmin = k < kmin ? k : kmin;
+    }
+    *min_key = kmin;
+    *max_key = kmax;
+    return 1;
+}
 #endif
+
+int kiln_cpu_row_copy_key_range(const kiln_cpu_row *row, float *out, uint32_t *min_key,
+                                uint32_t *max_key)
+{
+#ifdef KILN_X86_KERNELS
+    if (kiln_cpu_isa_level() >= KILN_ISA_AVX512)
+        return copy_key_range_512(row, out, min_key, max_key);
+#endif
+    kiln_cpu_row_to_f32(row, out);
+    return 0;
+}
 
 void kiln_cpu_row_key_range(const kiln_cpu_row *row, uint32_t *min_key, uint32_t *max_key)
 {
