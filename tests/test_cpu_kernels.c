@@ -596,7 +596,7 @@ Test(cpu_kernels, top_p_band)
     for (size_t vi = 0; vi < 3; ++vi) {
         const int64_t V = vs[vi];
         float *x = malloc((size_t)V * 4);
-        for (int shape = 0; shape < 6; ++shape) {
+        for (int shape = 0; shape < 7; ++shape) {
             const uint64_t seed = 40 + (uint64_t)shape + 7 * vi;
             if (shape == 0)
                 ks_zipf_like(x, V, seed);
@@ -609,9 +609,12 @@ Test(cpu_kernels, top_p_band)
             else if (shape == 4) /* the sample sees only light tokens */
                 for (int64_t i = 0; i < V; ++i)
                     x[i] = i % (V / 2048) == 0 ? -2.0f : (float)(i % 13) * 0.1f;
-            else /* ties everywhere, a -inf third */
+            else if (shape == 5) /* ties everywhere, a -inf third */
                 for (int64_t i = 0; i < V; ++i)
                     x[i] = i % 3 == 0 ? -INFINITY : (float)(i * 2654435761u % 5) * 0.5f;
+            else /* two values, token 0 heavy: in the band at small p (a bf16 gather's edge) */
+                for (int64_t i = 0; i < V; ++i)
+                    x[i] = i == 0 || (i * 2654435761u >> 7) % 2 ? 1.0f : 0.0f;
             for (int j = 0; j < 4; ++j) {
                 const float p = ps[(shape + j) % 5], t = ts[(shape + 2 * j) % 4];
                 const float min_p = j == 3 ? 0.001f : 0.0f;

@@ -138,7 +138,78 @@ KILN_T512 static uint64_t band_pass_512(const uint32_t *fb, int64_t n, uint32_t 
     *count = c;
     return total + band_pass_scalar(fb, base, n, lo, hi, sums, ids, count);
 }
+
+/* The band's masses (w[j] = the mass of fbits fb[ids[j]], summed) and its
+ * keys (key[j] = kiln_order_key of token ids[j]): 16 tokens a gather on
+ * AVX-512 instead of a dependent load each. A bf16 is read as the top half
+ * of the 32 bits that end at it (the token before it in the low half), so
+ * only token 0, which has none before it, is read alone. */
+KILN_T512 static uint64_t band_masses_512(const uint32_t *fb, const uint32_t *ids, size_t n,
+                                          uint64_t *w)
+{
+    __m512i acc = _mm512_setzero_si512();
+    size_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        const __m512i idx = _mm512_loadu_si512((const void *)(ids + j));
+        const __m512 F = _mm512_castsi512_ps(_mm512_i32gather_epi32(idx, (const void *)fb, 4));
+        const __m512i w0 = _mm512_cvttps_epu64(_mm512_castps512_ps256(F));
+        const __m512i w1 = _mm512_cvttps_epu64(_mm512_extractf32x8_ps(F, 1));
+        _mm512_storeu_si512((void *)(w + j), w0);
+        _mm512_storeu_si512((void *)(w + j + 8), w1);
+        acc = _mm512_add_epi64(acc, _mm512_add_epi64(w0, w1));
+    }
+    uint64_t band = (uint64_t)_mm512_reduce_add_epi64(acc);
+    for (; j < n; ++j)
+        band += w[j] = kiln_cpu_fbits_mass(fb[ids[j]]);
+    return band;
+}
+
+KILN_T512 static void band_keys_512(const kiln_cpu_row *row, const uint32_t *ids, size_t n,
+                                    uint32_t *key)
+{
+    size_t j = 0;
+    if (row->bf16 && n && ids[0] == 0)
+        key[j++] = kiln_order_key(kiln_cpu_row_at(row, 0));
+    const void *base = row->bf16 ? (const void *)((const uint16_t *)row->data - 1) : row->data;
+    const int scale_is_2 = row->bf16;
+    for (; j + 16 <= n; j += 16) {
+        const __m512i idx = _mm512_loadu_si512((const void *)(ids + j));
+        __m512i u = scale_is_2 ? _mm512_and_si512(_mm512_i32gather_epi32(idx, base, 2),
+                                                  _mm512_set1_epi32((int)0xFFFF0000u))
+                               : _mm512_i32gather_epi32(idx, base, 4);
+        /* kiln_order_key: -0 -> +0, then flip all bits of negatives, the sign of the rest */
+        u = _mm512_maskz_mov_epi32(_mm512_test_epi32_mask(u, _mm512_set1_epi32(0x7FFFFFFF)), u);
+        const __m512i flip = _mm512_or_si512(_mm512_srai_epi32(u, 31), _mm512_set1_epi32((int)0x80000000u));
+        _mm512_storeu_si512((void *)(key + j), _mm512_xor_si512(u, flip));
+    }
+    for (; j < n; ++j)
+        key[j] = kiln_order_key(kiln_cpu_row_at(row, ids[j]));
+}
 #endif
+
+static uint64_t band_masses(const uint32_t *fb, const uint32_t *ids, size_t n, uint64_t *w)
+{
+#ifdef KILN_X86_KERNELS
+    if (kiln_cpu_isa_level() >= KILN_ISA_AVX512)
+        return band_masses_512(fb, ids, n, w);
+#endif
+    uint64_t band = 0;
+    for (size_t j = 0; j < n; ++j)
+        band += w[j] = kiln_cpu_fbits_mass(fb[ids[j]]);
+    return band;
+}
+
+static void band_keys(const kiln_cpu_row *row, const uint32_t *ids, size_t n, uint32_t *key)
+{
+#ifdef KILN_X86_KERNELS
+    if (kiln_cpu_isa_level() >= KILN_ISA_AVX512) {
+        band_keys_512(row, ids, n, key);
+        return;
+    }
+#endif
+    for (size_t j = 0; j < n; ++j)
+        key[j] = kiln_order_key(kiln_cpu_row_at(row, ids[j]));
+}
 
 static uint64_t band_pass(const uint32_t *fb, int64_t n, uint32_t lo, uint32_t hi, uint64_t *sums,
                           uint32_t *ids, size_t *count)
@@ -338,9 +409,7 @@ int kiln_cpu_keep_top_p(const kiln_cpu_row *row, float m, float c, float top_p, 
         }
         if ((int64_t)n > V - chunks)
             return 0; /* the band's masses would reach the chunk sums */
-        band = 0;
-        for (size_t j = 0; j < n; ++j)
-            band += w[j] = kiln_cpu_fbits_mass(fb[ids[j]]);
+        band = band_masses(fb, ids, n, w);
         if (above + band >= target)
             break;
         t_hi = t_lo;
@@ -350,8 +419,7 @@ int kiln_cpu_keep_top_p(const kiln_cpu_row *row, float m, float c, float top_p, 
     /* the select runs over the band's keys packed in id order (tmp[1].w is
      * free until the chunk sums go there; x may hold the row itself) */
     uint32_t *key = (uint32_t *)sc->tmp[1].w;
-    for (size_t j = 0; j < n; ++j)
-        key[j] = kiln_order_key(kiln_cpu_row_at(row, ids[j]));
+    band_keys(row, ids, n, key);
     const size_t at = kiln_cpu_packed_cut(key, w, n, target - above, sc->tmp[0].id, sc->tmp[1].id);
     const kiln_cpu_cut cut = { key[at], ids[at] };
     /* the kept set is chunked: the tokens of the cut's prefix (every one
