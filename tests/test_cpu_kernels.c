@@ -299,6 +299,50 @@ Test(cpu_kernels, key_hist_top)
     }
 }
 
+/* The copy that takes the key range on the way: the row as f32 exactly, and
+ * when it answers, the key range of kiln_cpu_row_key_range; NaN anywhere
+ * (the tail included) makes it decline, never answer wrong. */
+Test(cpu_kernels, copy_key_range)
+{
+    ks_rng rng = { 5 };
+    for (int rep = 0; rep < 120; ++rep) {
+        const int64_t V = 1 + (int64_t)(ks_rng_u64(&rng) % 700);
+        float *x = malloc((size_t)V * 4), *out = malloc((size_t)V * 4);
+        uint16_t *h = malloc((size_t)V * 2);
+        ks_zipf_like(x, V, (uint64_t)rep);
+        if (rep % 5 == 1)
+            x[ks_rng_u64(&rng) % (uint64_t)V] = (rep & 8) ? NAN : -NAN;
+        if (rep % 5 == 2)
+            x[ks_rng_u64(&rng) % (uint64_t)V] = (rep & 8) ? -0.0f : INFINITY;
+        for (int64_t i = 0; i < V; ++i)
+            h[i] = (uint16_t)(kiln_f32_bits(x[i]) >> 16);
+        for (int b = 0; b < 2; ++b) {
+            const kiln_cpu_row r = { b ? (const void *)h : (const void *)x, b, V };
+            uint32_t lo, hi, want_lo, want_hi;
+            kiln_cpu_row_key_range(&r, &want_lo, &want_hi);
+            for (int isa = 0; isa < isa_count(); ++isa) {
+                kiln_cpu_isa_force(isa);
+                memset(out, 0xA5, (size_t)V * 4);
+                const int known = kiln_cpu_row_copy_key_range(&r, out, &lo, &hi);
+                for (int64_t i = 0; i < V; ++i)
+                    cr_assert_eq(kiln_f32_bits(out[i]), kiln_f32_bits(kiln_cpu_row_at(&r, i)),
+                                 "isa %d dtype %d V %lld token %lld", isa, b, (long long)V, (long long)i);
+                if (known)
+                    cr_assert(lo == want_lo && hi == want_hi, "isa %d dtype %d V %lld: range", isa, b,
+                              (long long)V);
+                if (rep % 5 == 1)
+                    cr_assert(!known, "isa %d: a row with NaN answered", isa);
+                if (isa > 0 && rep % 5 != 1)
+                    cr_assert(known, "isa %d: a vector copy without NaN must answer", isa);
+            }
+        }
+        kiln_cpu_isa_force(KILN_ISA_AVX512);
+        free(x);
+        free(out);
+        free(h);
+    }
+}
+
 /* -0 at either end of a bf16 row's range is +0's key, whatever the row's
  * length (the vector loops and the tail) and instruction set. */
 Test(cpu_kernels, bf16_negative_zero_range)

@@ -135,7 +135,57 @@ KILN_T512 static int key_range_f32_512(const float *x, int64_t n, uint32_t *min_
     return 1;
 }
 
-/* The row copied out as f32 and its key range in the same pass. */
+/* The row copied out as f32 and its key range in the same pass (AVX2 and
+ * AVX-512; the range as in key_range_f32_256, the float min and max and an
+ * unordered-compare flag). */
+KILN_T256 static int copy_key_range_256(const kiln_cpu_row *row, float *out, uint32_t *min_key,
+                                        uint32_t *max_key)
+{
+    const int64_t n = row->n;
+    __m256 hi[2], lo[2], nan = _mm256_setzero_ps();
+    for (int a = 0; a < 2; ++a) {
+        hi[a] = _mm256_set1_ps(-__builtin_inff());
+        lo[a] = _mm256_set1_ps(__builtin_inff());
+    }
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int a = 0; a < 2; ++a) {
+            const __m256 v =
+                row->bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(
+                                _mm256_cvtepu16_epi32(_mm_loadu_si128(
+                                    (const __m128i *)((const uint16_t *)row->data + i + 8 * a))),
+                                16))
+                          : _mm256_loadu_ps((const float *)row->data + i + 8 * a);
+            _mm256_storeu_ps(out + i + 8 * a, v);
+            hi[a] = _mm256_max_ps(hi[a], v);
+            lo[a] = _mm256_min_ps(lo[a], v);
+            nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        }
+    for (; i < n; ++i)
+        out[i] = kiln_cpu_row_at(row, i);
+    if (_mm256_movemask_ps(nan))
+        return 0;
+    float h[8], l[8];
+    _mm256_storeu_ps(h, _mm256_max_ps(hi[0], hi[1]));
+    _mm256_storeu_ps(l, _mm256_min_ps(lo[0], lo[1]));
+    uint32_t kmax = 0, kmin = 0xFFFFFFFFu;
+    for (int a = 0; a < 8; ++a) {
+        const uint32_t kh = kiln_order_key(h[a]), kl = kiln_order_key(l[a]);
+        kmax = kh > kmax ? kh : kmax;
+        kmin = kl < kmin ? kl : kmin;
+    }
+    for (i = n - n % 16; i < n; ++i) {
+        if (out[i] != out[i])
+            return 0;
+        const uint32_t k = kiln_order_key(out[i]);
+        kmax = k > kmax ? k : kmax;
+        kmin = k < kmin ? k : kmin;
+    }
+    *min_key = kmin;
+    *max_key = kmax;
+    return 1;
+}
+
 KILN_T512 static int copy_key_range_512(const kiln_cpu_row *row, float *out, uint32_t *min_key,
                                         uint32_t *max_key)
 {
@@ -192,6 +242,8 @@ int kiln_cpu_row_copy_key_range(const kiln_cpu_row *row, float *out, uint32_t *m
 #ifdef KILN_X86_KERNELS
     if (kiln_cpu_isa_level() >= KILN_ISA_AVX512)
         return copy_key_range_512(row, out, min_key, max_key);
+    if (kiln_cpu_isa_level() >= KILN_ISA_AVX2)
+        return copy_key_range_256(row, out, min_key, max_key);
 #endif
     kiln_cpu_row_to_f32(row, out);
     return 0;
