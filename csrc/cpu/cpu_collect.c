@@ -68,15 +68,19 @@ KILN_T256 static size_t collect_256(const kiln_cpu_row *row, float threshold, ui
     int16_t t16 = 0;
     const int keys16 = row->bf16 && kiln_bf16_threshold(threshold, &t16);
     const __m256i vt16 = _mm256_set1_epi16(t16);
-    for (; base + 64 <= n && count <= limit; base += 64) {
-        uint64_t bits = 0;
-        if (keys16) {
-            const uint16_t *h = (const uint16_t *)row->data + base;
-            bits = ~((uint64_t)below32_256(h, vt16) | (uint64_t)below32_256(h + 32, vt16) << 32);
-        } else {
-            for (int v = 0; v < 8; ++v)
-                bits |= mask8_256(row->data, row->bf16, base + 8 * v, t) << (8 * v);
+    /* one loop per form, so the f32 one carries no test of the form */
+    for (; keys16 && base + 64 <= n && count <= limit; base += 64) {
+        const uint16_t *h = (const uint16_t *)row->data + base;
+        uint64_t bits = ~((uint64_t)below32_256(h, vt16) | (uint64_t)below32_256(h + 32, vt16) << 32);
+        while (bits) {
+            ids[count++] = (uint32_t)(base + (int64_t)__builtin_ctzll(bits));
+            bits &= bits - 1;
         }
+    }
+    for (; !keys16 && base + 64 <= n && count <= limit; base += 64) {
+        uint64_t bits = 0;
+        for (int v = 0; v < 8; ++v)
+            bits |= mask8_256(row->data, row->bf16, base + 8 * v, t) << (8 * v);
         while (bits) {
             ids[count++] = (uint32_t)(base + (int64_t)__builtin_ctzll(bits));
             bits &= bits - 1;
@@ -97,20 +101,24 @@ KILN_T512 static size_t collect_512(const kiln_cpu_row *row, float threshold, ui
         return 0; /* no bf16 reaches the threshold */
     const __m512 t = _mm512_set1_ps(threshold);
     const __m512i vt16 = _mm512_set1_epi16(t16), magnitude = _mm512_set1_epi16(0x7FFF);
-    for (; base + 64 <= n && count <= limit; base += 64) {
+    for (; keys16 && base + 64 <= n && count <= limit; base += 64) {
+        const uint16_t *h = (const uint16_t *)row->data + base;
         uint64_t bits = 0;
-        if (keys16) {
-            const uint16_t *h = (const uint16_t *)row->data + base;
-            for (int v = 0; v < 2; ++v) {
-                __m512i k = _mm512_loadu_si512((const void *)(h + 32 * v));
-                k = _mm512_xor_si512(k, _mm512_and_si512(_mm512_srai_epi16(k, 15), magnitude));
-                bits |= (uint64_t)_mm512_cmpge_epi16_mask(k, vt16) << (32 * v);
-            }
-        } else {
-            const float *x = (const float *)row->data + base;
-            for (int v = 0; v < 4; ++v)
-                bits |= (uint64_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(x + 16 * v), t, _CMP_GE_OQ) << (16 * v);
+        for (int v = 0; v < 2; ++v) {
+            __m512i k = _mm512_loadu_si512((const void *)(h + 32 * v));
+            k = _mm512_xor_si512(k, _mm512_and_si512(_mm512_srai_epi16(k, 15), magnitude));
+            bits |= (uint64_t)_mm512_cmpge_epi16_mask(k, vt16) << (32 * v);
         }
+        while (bits) {
+            ids[count++] = (uint32_t)(base + (int64_t)__builtin_ctzll(bits));
+            bits &= bits - 1;
+        }
+    }
+    for (; !keys16 && base + 64 <= n && count <= limit; base += 64) {
+        const float *x = (const float *)row->data + base;
+        uint64_t bits = 0;
+        for (int v = 0; v < 4; ++v)
+            bits |= (uint64_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(x + 16 * v), t, _CMP_GE_OQ) << (16 * v);
         while (bits) {
             ids[count++] = (uint32_t)(base + (int64_t)__builtin_ctzll(bits));
             bits &= bits - 1;

@@ -236,11 +236,12 @@ KILN_T512 KILN_INLINE uint64_t chunks_512_body(const kiln_cpu_row *row, const ki
         for (; i + 32 <= end; i += 32) {
             __m512i u0, u1, v0, v1, fb0, fb1;
             __m512 x0, x1;
-            if (bf16 && !with_fb) {
+            if (bf16) {
                 /* sums do not care which lane holds which token: each bf16
                  * goes on top of a zero half in place (tokens 0-3 and 8-11
                  * of every 16 in one register, 4-7 and 12-15 in the other),
-                 * one unpack instead of a widening shuffle and a shift */
+                 * one unpack instead of a widening shuffle and a shift; the
+                 * fbits are put back in token order before their store */
                 const __m512i h = _mm512_loadu_si512((const void *)((const uint16_t *)row->data + i));
                 x0 = _mm512_castsi512_ps(_mm512_unpacklo_epi16(_mm512_setzero_si512(), h));
                 x1 = _mm512_castsi512_ps(_mm512_unpackhi_epi16(_mm512_setzero_si512(), h));
@@ -254,7 +255,13 @@ KILN_T512 KILN_INLINE uint64_t chunks_512_body(const kiln_cpu_row *row, const ki
             a1 = _mm512_add_epi64(a1, u1);
             b0 = _mm512_add_epi64(b0, v0);
             b1 = _mm512_add_epi64(b1, v1);
-            if (with_fb) {
+            if (with_fb && bf16) {
+                /* 128-bit lane k of fb0 holds tokens 8k..8k+3, of fb1 8k+4..8k+7 */
+                const __m512i first = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+                const __m512i second = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
+                _mm512_storeu_si512(fbits + i, _mm512_permutex2var_epi64(fb0, first, fb1));
+                _mm512_storeu_si512(fbits + i + 16, _mm512_permutex2var_epi64(fb0, second, fb1));
+            } else if (with_fb) {
                 _mm512_storeu_si512(fbits + i, fb0);
                 _mm512_storeu_si512(fbits + i + 16, fb1);
             }

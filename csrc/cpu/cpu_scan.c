@@ -138,8 +138,9 @@ KILN_T512 static int key_range_f32_512(const float *x, int64_t n, uint32_t *min_
 /* The row copied out as f32 and its key range in the same pass (AVX2 and
  * AVX-512; the range as in key_range_f32_256, the float min and max and an
  * unordered-compare flag). */
-KILN_T256 static int copy_key_range_256(const kiln_cpu_row *row, float *out, uint32_t *min_key,
-                                        uint32_t *max_key)
+KILN_T256 static inline __attribute__((always_inline)) int
+copy_key_range_256_body(const kiln_cpu_row *row, float *out, uint32_t *min_key, uint32_t *max_key,
+                        const int bf16)
 {
     const int64_t n = row->n;
     __m256 hi[2], lo[2], nan = _mm256_setzero_ps();
@@ -151,11 +152,11 @@ KILN_T256 static int copy_key_range_256(const kiln_cpu_row *row, float *out, uin
     for (; i + 16 <= n; i += 16)
         for (int a = 0; a < 2; ++a) {
             const __m256 v =
-                row->bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(
-                                _mm256_cvtepu16_epi32(_mm_loadu_si128(
-                                    (const __m128i *)((const uint16_t *)row->data + i + 8 * a))),
-                                16))
-                          : _mm256_loadu_ps((const float *)row->data + i + 8 * a);
+                bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(
+                           _mm256_cvtepu16_epi32(_mm_loadu_si128(
+                               (const __m128i *)((const uint16_t *)row->data + i + 8 * a))),
+                           16))
+                     : _mm256_loadu_ps((const float *)row->data + i + 8 * a);
             _mm256_storeu_ps(out + i + 8 * a, v);
             hi[a] = _mm256_max_ps(hi[a], v);
             lo[a] = _mm256_min_ps(lo[a], v);
@@ -186,8 +187,16 @@ KILN_T256 static int copy_key_range_256(const kiln_cpu_row *row, float *out, uin
     return 1;
 }
 
-KILN_T512 static int copy_key_range_512(const kiln_cpu_row *row, float *out, uint32_t *min_key,
+KILN_T256 static int copy_key_range_256(const kiln_cpu_row *row, float *out, uint32_t *min_key,
                                         uint32_t *max_key)
+{
+    return row->bf16 ? copy_key_range_256_body(row, out, min_key, max_key, 1)
+                     : copy_key_range_256_body(row, out, min_key, max_key, 0);
+}
+
+KILN_T512 static inline __attribute__((always_inline)) int
+copy_key_range_512_body(const kiln_cpu_row *row, float *out, uint32_t *min_key, uint32_t *max_key,
+                        const int bf16)
 {
     const int64_t n = row->n;
     __m512 hi[2], lo[2];
@@ -200,7 +209,7 @@ KILN_T512 static int copy_key_range_512(const kiln_cpu_row *row, float *out, uin
     for (; i + 32 <= n; i += 32)
         for (int a = 0; a < 2; ++a) {
             const __m512 v =
-                row->bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(
+                bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(
                                 _mm512_cvtepu16_epi32(_mm256_loadu_si256(
                                     (const __m256i *)((const uint16_t *)row->data + i + 16 * a))),
                                 16))
@@ -233,6 +242,13 @@ KILN_T512 static int copy_key_range_512(const kiln_cpu_row *row, float *out, uin
     *min_key = kmin;
     *max_key = kmax;
     return 1;
+}
+
+KILN_T512 static int copy_key_range_512(const kiln_cpu_row *row, float *out, uint32_t *min_key,
+                                        uint32_t *max_key)
+{
+    return row->bf16 ? copy_key_range_512_body(row, out, min_key, max_key, 1)
+                     : copy_key_range_512_body(row, out, min_key, max_key, 0);
 }
 #endif
 
