@@ -260,9 +260,10 @@ Test(cpu_kernels, bf16_scans)
     }
 }
 
-/* The sampled histogram's top digits alone: the full sample's counts at and
- * above dmin, zeros below, and their number, on both dtypes and every
- * instruction set (the top-k threshold search reads only these). */
+/* The sampled histogram's top digits alone: dmin `span` below the sample's
+ * largest digit, the full sample's counts at and above it, zeros below, and
+ * their number, on both dtypes and every instruction set (the top-k
+ * threshold search reads only these). */
 Test(cpu_kernels, key_hist_top)
 {
     ks_rng rng = { 11 };
@@ -277,14 +278,19 @@ Test(cpu_kernels, key_hist_top)
             h[i] = (uint16_t)(kiln_f32_bits(x[i]) >> 16);
         }
         const int64_t stride = 1 + (int64_t)(ks_rng_u64(&rng) % 20);
-        const uint32_t dmin = (uint32_t)(ks_rng_u64(&rng) % 2048);
+        const uint32_t span = (uint32_t)(ks_rng_u64(&rng) % (rep % 4 ? 40 : 2048));
         for (int b = 0; b < 2; ++b) {
             const kiln_cpu_row r = { b ? (const void *)h : (const void *)x, b, V };
             for (int isa = 0; isa < isa_count(); ++isa) {
                 kiln_cpu_isa_force(isa);
-                uint32_t full[2048], top[2048];
+                uint32_t full[2048], top[2048], dmin;
                 kiln_cpu_row_key_hist(&r, stride < 2 ? 2 : stride, full);
-                const uint64_t n = kiln_cpu_row_key_hist_top(&r, stride < 2 ? 2 : stride, dmin, top);
+                const uint64_t n = kiln_cpu_row_key_hist_top(&r, stride < 2 ? 2 : stride, span, top, &dmin);
+                uint32_t max = 0;
+                for (uint32_t d = 0; d < 2048; ++d)
+                    max = full[d] ? d : max;
+                cr_assert_eq(dmin, max > span ? max - span : 0, "isa %d: dmin %u, max digit %u", isa,
+                             dmin, max);
                 uint64_t want = 0;
                 for (uint32_t d = 0; d < 2048; ++d) {
                     cr_assert_eq(top[d], d >= dmin ? full[d] : 0u, "isa %d digit %u", isa, d);
@@ -340,6 +346,68 @@ Test(cpu_kernels, copy_key_range)
         free(x);
         free(out);
         free(h);
+    }
+}
+
+/* The collect with the key range on the way: the collect's ids exactly, and
+ * when it answers, kiln_cpu_row_key_range's range (NaN rows, whose ids no
+ * caller reads: f32 declines, bf16 answers with the NaN's key, as the key
+ * range does). */
+Test(cpu_kernels, range_collect)
+{
+    ks_rng rng = { 8 };
+    for (int rep = 0; rep < 150; ++rep) {
+        const int64_t V = 1 + (int64_t)(ks_rng_u64(&rng) % 1500);
+        float *x = malloc((size_t)V * 4);
+        uint16_t *h = malloc((size_t)V * 2);
+        uint32_t *a = malloc((size_t)V * 4), *b = malloc((size_t)V * 4);
+        ks_zipf_like(x, V, (uint64_t)rep);
+        if (rep % 6 == 1)
+            x[ks_rng_u64(&rng) % (uint64_t)V] = (rep & 8) ? NAN : -NAN;
+        if (rep % 6 == 2)
+            for (int64_t i = 0; i < V; ++i)
+                x[i] = (float[]){ 0.0f, -0.0f, -1.0f, -INFINITY }[ks_rng_u64(&rng) % 4];
+        for (int64_t i = 0; i < V; ++i)
+            h[i] = (uint16_t)(kiln_f32_bits(x[i]) >> 16);
+        const float thr = rep % 6 == 2 ? (rep & 4 ? 0.0f : -0.0f)
+                                       : kiln_bf16_to_f32((uint16_t)(kiln_f32_bits(x[ks_rng_u64(&rng) % (uint64_t)V]) >> 16)) -
+                                             (rep & 1 ? 1e-3f : 0.0f);
+        if (thr != thr) {
+            free(x), free(h), free(a), free(b);
+            continue;
+        }
+        for (int bf = 0; bf < 2; ++bf) {
+            const kiln_cpu_row r = { bf ? (const void *)h : (const void *)x, bf, V };
+            uint32_t want_lo, want_hi;
+            kiln_cpu_row_key_range(&r, &want_lo, &want_hi);
+            const size_t want_n = kiln_cpu_row_collect_at_least(&r, thr, a);
+            for (int isa = 0; isa < isa_count(); ++isa) {
+                kiln_cpu_isa_force(isa);
+                int known = -1;
+                uint32_t lo = 0, hi = 0;
+                const size_t cap = rep % 3 ? (size_t)V : (size_t)(ks_rng_u64(&rng) % (want_n + 2));
+                const size_t n = kiln_cpu_row_range_collect(&r, thr, b, cap, &known, &lo, &hi);
+                if (rep % 6 != 1) { /* collects run on valid rows only */
+                    cr_assert(want_n <= cap ? n == want_n : n > cap && n <= want_n,
+                              "isa %d dtype %d V %lld: count %zu of %zu, cap %zu", isa, bf,
+                              (long long)V, n, want_n, cap);
+                    cr_assert(memcmp(a, b, (n < want_n ? n : want_n) * 4) == 0,
+                              "isa %d dtype %d V %lld: ids", isa, bf, (long long)V);
+                }
+                if (known)
+                    cr_assert(lo == want_lo && hi == want_hi, "isa %d dtype %d V %lld: range", isa, bf,
+                              (long long)V);
+                if (!bf && rep % 6 == 1)
+                    cr_assert(!known, "isa %d: an f32 row with NaN answered", isa);
+                if (isa == KILN_ISA_AVX512 && !(rep % 6 == 1 && !bf))
+                    cr_assert(known, "the AVX-512 pass must answer");
+            }
+            kiln_cpu_isa_force(KILN_ISA_AVX512);
+        }
+        free(x);
+        free(h);
+        free(a);
+        free(b);
     }
 }
 

@@ -146,3 +146,57 @@ Test(select_vs_sort, adversarial_sample)
             free(x);
         }
 }
+
+Test(select_vs_sort, min_p_rows)
+{
+    /* min-p alone, where the select path collects a superset at the
+     * threshold of a sampled max in the key range's pass: rows whose max the
+     * sample sees (Zipf-like: token 0), misses by little or by far (peaked,
+     * the high values off the sample), dense and sparse kept sets, each
+     * dtype; byte-equal to the sort path, which takes none of this */
+    static const float mps[] = { 0.05f, 0.3f, 1.0f, 1e-6f };
+    static const float temps[] = { 1.0f, 0.7f, 5.0f, 1e-30f };
+    static const int64_t vs[] = { 16384, 128256 };
+    for (size_t vi = 0; vi < 2; ++vi) {
+        const int64_t V = vs[vi], B = 18;
+        float *x = malloc((size_t)(B * V) * 4);
+        uint16_t *h = malloc((size_t)(B * V) * 2);
+        float T[18], MP[18];
+        for (int64_t b = 0; b < B; ++b) {
+            fill(x + b * V, V, (int)(b % 9), 7 + (uint64_t)b);
+            for (int64_t i = 0; i < V; ++i) { /* bf16-exact, so both dtypes mean the same */
+                uint32_t u;
+                memcpy(&u, &x[b * V + i], 4);
+                u &= 0xFFFF0000u;
+                memcpy(&x[b * V + i], &u, 4);
+                h[b * V + i] = (uint16_t)(u >> 16);
+            }
+            T[b] = temps[b % 4];
+            MP[b] = mps[(b / 4) % 4];
+        }
+        kiln_sampling_params p = KILN_SAMPLING_PARAMS_INIT;
+        p.temperature = T;
+        p.min_p = MP;
+        p.seed_all = 3;
+        kt_sampler sort = make(KILN_ALGORITHM_SORT, B, V, 3), sel = make(KILN_ALGORITHM_SELECT, B, V, 3);
+        kt_result a = kt_result_alloc(B, V, 3), c = kt_result_alloc(B, V, 3);
+        kiln_batch bt = kt_batch_f32(x, B, V, 3);
+        cr_assert_eq(kt_sample(&sort, &bt, &p, &a), KILN_SUCCESS);
+        for (int bf16 = 0; bf16 < 2; ++bf16) {
+            kiln_batch bs = kt_batch_f32(bf16 ? (const void *)h : (const void *)x, B, V, 3);
+            bs.dtype = bf16 ? KILN_DTYPE_BF16 : KILN_DTYPE_F32;
+            kt_result_poison(&c);
+            cr_assert_eq(kt_sample(&sel, &bs, &p, &c), KILN_SUCCESS);
+            for (int64_t b = 0; b < B; ++b)
+                cr_assert(kt_row_equal(&a, b, &c, b), "V %lld %s row %lld (shape %d, T %g, min_p %g)",
+                          (long long)V, bf16 ? "bf16" : "f32", (long long)b, (int)(b % 9),
+                          (double)T[b], (double)MP[b]);
+        }
+        kt_result_free(&a);
+        kt_result_free(&c);
+        kt_destroy(&sort);
+        kt_destroy(&sel);
+        free(x);
+        free(h);
+    }
+}

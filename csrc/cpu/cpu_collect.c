@@ -126,7 +126,123 @@ KILN_T512 static size_t collect_512(const kiln_cpu_row *row, float threshold, ui
     }
     return count > limit ? count : collect_scalar(row, base, threshold, ids, count, limit);
 }
+
+/* The collect and the key range in one pass (the top-k path's candidates,
+ * chosen from a sample before the max is known): per vector the compare of
+ * the collect and the min, max and NaN test of key_range_f32_256 (f32) or
+ * the signed-key min and max (bf16). A NaN leaves the range to the caller. */
+KILN_T512 static inline __attribute__((always_inline)) size_t
+range_collect_512_body(const kiln_cpu_row *row, float threshold, int16_t t16, uint32_t *ids,
+                       size_t limit, int *range_known, uint32_t *min_key, uint32_t *max_key,
+                       const int bf16)
+{
+    const int64_t n = row->n;
+    size_t count = 0;
+    int64_t base = 0;
+    if (bf16) {
+        const __m512i vt16 = _mm512_set1_epi16(t16), magnitude = _mm512_set1_epi16(0x7FFF);
+        __m512i lo = _mm512_set1_epi16(INT16_MAX), hi = _mm512_set1_epi16(INT16_MIN);
+        for (; base + 64 <= n; base += 64) {
+            const uint16_t *h = (const uint16_t *)row->data + base;
+            uint64_t bits = 0;
+            for (int v = 0; v < 2; ++v) {
+                __m512i k = _mm512_loadu_si512((const void *)(h + 32 * v));
+                k = _mm512_xor_si512(k, _mm512_and_si512(_mm512_srai_epi16(k, 15), magnitude));
+                lo = _mm512_min_epi16(lo, k);
+                hi = _mm512_max_epi16(hi, k);
+                bits |= (uint64_t)_mm512_cmpge_epi16_mask(k, vt16) << (32 * v);
+            }
+            if (count > limit)
+                continue; /* the range goes on; the list is past its use */
+            while (bits) {
+                ids[count++] = (uint32_t)(base + (int64_t)__builtin_ctzll(bits));
+                bits &= bits - 1;
+            }
+        }
+        int16_t l[32], u[32], kl = INT16_MAX, ku = INT16_MIN;
+        _mm512_storeu_si512((void *)l, lo);
+        _mm512_storeu_si512((void *)u, hi);
+        for (int a = 0; a < 32; ++a) {
+            kl = l[a] < kl ? l[a] : kl;
+            ku = u[a] > ku ? u[a] : ku;
+        }
+        for (int64_t i = base; i < n; ++i) {
+            const int16_t k = kiln_bf16_signed_key(((const uint16_t *)row->data)[i]);
+            kl = k < kl ? k : kl;
+            ku = k > ku ? k : ku;
+        }
+        const uint16_t a = kiln_bf16_key_of_signed(kl), b = kiln_bf16_key_of_signed(ku);
+        *min_key = ((uint32_t)a << 16) | (a & 0x8000u ? 0u : 0xFFFFu);
+        *max_key = ((uint32_t)b << 16) | (b & 0x8000u ? 0u : 0xFFFFu);
+        *range_known = 1;
+    } else {
+        const __m512 t = _mm512_set1_ps(threshold);
+        __m512 lo = _mm512_set1_ps(__builtin_inff()), hi = _mm512_set1_ps(-__builtin_inff());
+        __mmask16 nan = 0;
+        for (; base + 64 <= n; base += 64) {
+            const float *x = (const float *)row->data + base;
+            uint64_t bits = 0;
+            for (int v = 0; v < 4; ++v) {
+                const __m512 xv = _mm512_loadu_ps(x + 16 * v);
+                lo = _mm512_min_ps(lo, xv);
+                hi = _mm512_max_ps(hi, xv);
+                nan |= _mm512_cmp_ps_mask(xv, xv, _CMP_UNORD_Q);
+                bits |= (uint64_t)_mm512_cmp_ps_mask(xv, t, _CMP_GE_OQ) << (16 * v);
+            }
+            if (count > limit)
+                continue;
+            while (bits) {
+                ids[count++] = (uint32_t)(base + (int64_t)__builtin_ctzll(bits));
+                bits &= bits - 1;
+            }
+        }
+        float l[16], u[16];
+        _mm512_storeu_ps(l, lo);
+        _mm512_storeu_ps(u, hi);
+        uint32_t kl = 0xFFFFFFFFu, ku = 0;
+        for (int a = 0; a < 16; ++a) {
+            const uint32_t ka = kiln_order_key(l[a]), kb = kiln_order_key(u[a]);
+            kl = ka < kl ? ka : kl;
+            ku = kb > ku ? kb : ku;
+        }
+        int clean = !nan;
+        for (int64_t i = base; i < n; ++i) {
+            const float xi = ((const float *)row->data)[i];
+            clean &= xi == xi;
+            const uint32_t k = kiln_order_key(xi);
+            kl = k < kl ? k : kl;
+            ku = k > ku ? k : ku;
+        }
+        *min_key = kl;
+        *max_key = ku;
+        *range_known = clean;
+    }
+    return count > limit ? count : collect_scalar(row, base, threshold, ids, count, limit);
+}
+
+KILN_T512 static size_t range_collect_512(const kiln_cpu_row *row, float threshold, int16_t t16,
+                                          uint32_t *ids, size_t limit, int *range_known,
+                                          uint32_t *min_key, uint32_t *max_key)
+{
+    return row->bf16
+               ? range_collect_512_body(row, threshold, t16, ids, limit, range_known, min_key, max_key, 1)
+               : range_collect_512_body(row, threshold, t16, ids, limit, range_known, min_key, max_key, 0);
+}
 #endif
+
+size_t kiln_cpu_row_range_collect(const kiln_cpu_row *row, float threshold, uint32_t *ids,
+                                  size_t limit, int *range_known, uint32_t *min_key,
+                                  uint32_t *max_key)
+{
+    *range_known = 0;
+#ifdef KILN_X86_KERNELS
+    int16_t t16 = 0;
+    if (kiln_cpu_isa_level() >= KILN_ISA_AVX512 &&
+        (!row->bf16 || kiln_bf16_threshold(threshold, &t16)))
+        return range_collect_512(row, threshold, t16, ids, limit, range_known, min_key, max_key);
+#endif
+    return kiln_cpu_row_collect_at_most(row, threshold, ids, limit);
+}
 
 size_t kiln_cpu_row_collect_at_most(const kiln_cpu_row *row, float threshold, uint32_t *ids,
                                     size_t limit)

@@ -74,8 +74,13 @@ kiln_cpu_kept kiln_cpu_keep_dense(const kiln_cpu_row *row, const kiln_cpu_mass_c
     return chunked(mc, chunks, total);
 }
 
+float kiln_cpu_min_p_threshold(float m, float c, uint64_t min_mass)
+{
+    return kiln_cpu_logit_for_q(m, c, kiln_cpu_q_for_mass(min_mass));
+}
+
 kiln_cpu_kept kiln_cpu_keep_min_p(const kiln_cpu_row *row, float m, float c, uint64_t min_mass,
-                                  uint32_t *ids, uint64_t *w, uint64_t *chunks)
+                                  uint32_t *ids, int64_t pre_n, uint64_t *w, uint64_t *chunks)
 {
     kiln_cpu_mass_ctx mc = kiln_cpu_mass_ctx_init(m, c);
     mc.qmin = kiln_cpu_q_for_mass(min_mass);
@@ -83,9 +88,18 @@ kiln_cpu_kept kiln_cpu_keep_min_p(const kiln_cpu_row *row, float m, float c, uin
     /* mass >= min_mass iff q >= qmin iff x >= x_min */
     const float x_min = kiln_cpu_logit_for_q(m, c, mc.qmin);
     /* more than V / 16 kept: the dense form (found by a collect that stops
-     * there, so a sparse row is read once) */
+     * there, so a sparse row is read once); a superset already collected
+     * within that limit is filtered, one past it proves nothing */
     const size_t limit = (size_t)(row->n / 16);
-    const size_t n = kiln_cpu_row_collect_at_most(row, x_min, ids, limit);
+    size_t n = 0;
+    if (pre_n >= 0 && (size_t)pre_n <= limit) {
+        for (size_t j = 0; j < (size_t)pre_n; ++j) {
+            ids[n] = ids[j];
+            n += kiln_cpu_row_at(row, ids[j]) >= x_min;
+        }
+    } else {
+        n = kiln_cpu_row_collect_at_most(row, x_min, ids, limit);
+    }
     if (n > limit)
         return kiln_cpu_keep_dense(row, &mc, chunks);
     uint64_t run = 0;

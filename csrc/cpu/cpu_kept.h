@@ -35,9 +35,15 @@ kiln_cpu_kept kiln_cpu_keep_dense(const kiln_cpu_row *row, const kiln_cpu_mass_c
 /* min-p alone (no top-k, no top-p): the tokens with mass >= min_mass, found
  * as a threshold on the logits (the mass is monotone in the logit), masses
  * only for them. Sparse in ids/w (V entries each) when few are kept, else
- * chunked in `chunks`. */
+ * chunked in `chunks`. pre_n >= 0: ids already holds the pre_n tokens
+ * (ascending) at kiln_cpu_min_p_threshold(m0, c, min_mass) for some m0 <= m,
+ * a superset of the kept set (when more than V / 16, a list that proves
+ * nothing); -1: none. */
 kiln_cpu_kept kiln_cpu_keep_min_p(const kiln_cpu_row *row, float m, float c, uint64_t min_mass,
-                                  uint32_t *ids, uint64_t *w, uint64_t *chunks);
+                                  uint32_t *ids, int64_t pre_n, uint64_t *w, uint64_t *chunks);
+/* The logit threshold of min-p's kept set for the max m: the smallest x
+ * whose mass reaches min_mass; non-decreasing in m. */
+float kiln_cpu_min_p_threshold(float m, float c, uint64_t min_mass);
 
 /* top-p alone (no top-k, cpu_top_p.c): the nucleus as a chunked set with a
  * cut, found in a band of tokens a sample chose (checked exactly); 0 when

@@ -142,14 +142,25 @@ size_t kiln_cpu_row_collect_at_least(const kiln_cpu_row *row, float threshold, u
  * the list, at most row->n entries). */
 size_t kiln_cpu_row_collect_at_most(const kiln_cpu_row *row, float threshold, uint32_t *ids,
                                     size_t limit);
+/* kiln_cpu_row_collect_at_most, and where one pass can do both (AVX-512),
+ * the key range on the way (*range_known 1, the range of
+ * kiln_cpu_row_key_range); 0 when it did not (no fast path, or a NaN). */
+size_t kiln_cpu_row_range_collect(const kiln_cpu_row *row, float threshold, uint32_t *ids,
+                                  size_t limit, int *range_known, uint32_t *min_key,
+                                  uint32_t *max_key);
+/* The largest value in a small sample of the row (8 tokens every 1024),
+ * -inf if none is above -inf: a lower bound on the row's max, for
+ * thresholds that must not exceed the max's own. */
+float kiln_cpu_row_sample_max(const kiln_cpu_row *row);
 /* hist[d] = number of sampled tokens whose key's top 11 bits are d: every
  * token for stride 1, else blocks of 8 consecutive tokens every 8 stride
  * (1 / stride of the row). */
 void kiln_cpu_row_key_hist(const kiln_cpu_row *row, int64_t stride, uint32_t hist[2048]);
-/* The same sample (stride > 1) counting only digits >= dmin: hist[d] for d
- * >= dmin, zero below; returns how many sampled tokens it counted. */
-uint64_t kiln_cpu_row_key_hist_top(const kiln_cpu_row *row, int64_t stride, uint32_t dmin,
-                                   uint32_t hist[2048]);
+/* The same sample (stride > 1) counting only the digits at most `span`
+ * below the sample's largest: *dmin gets that bound, hist[d] the full
+ * sample's count for d >= *dmin and zero below; returns their total. */
+uint64_t kiln_cpu_row_key_hist_top(const kiln_cpu_row *row, int64_t stride, uint32_t span,
+                                   uint32_t hist[2048], uint32_t *dmin);
 /* Number of tokens with x >= threshold. */
 int64_t kiln_cpu_row_count_at_least(const kiln_cpu_row *row, float threshold);
 /* The row as f32 (exact for bf16). */

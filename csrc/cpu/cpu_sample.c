@@ -301,38 +301,65 @@ static float key_floor(uint32_t min_key)
  * holds the whole top-k set, and that is checked exactly: when fewer are
  * collected, an exact histogram of every token picks the bucket and the row
  * is collected again. The estimate only decides speed, never the answer. */
-/* digits below the max's that the first histogram counts: 8 octaves */
+/* digits below the sample's top that the first histogram counts: 8 octaves */
 enum { TOP_DIGITS = 32 };
 
+static int64_t top_k_stride(int64_t V)
+{
+    return V >= 16384 ? 16 : 1;
+}
+
+/* about 1.5 k + 64 candidates, counted in sampled tokens */
+static uint64_t top_k_want(int64_t V, int64_t k)
+{
+    const int64_t stride = top_k_stride(V);
+    return (uint64_t)((3 * k / 2 + 64 + stride - 1) / stride);
+}
+
+/* Whether the candidates come from a threshold (else the row is not much
+ * longer than `want`, and every token is one). */
+static int top_k_sampled(int64_t V, int64_t k)
+{
+    return (uint64_t)V > 2 * top_k_want(V, k);
+}
+
+/* The candidates' threshold: the floor of the bucket where the sampled
+ * count from the top reaches `want`. The candidates' digits are near the
+ * top, so those are counted first (a compare per block instead of an
+ * increment per sampled token), the whole sample only when they are fewer
+ * than wanted; the digit found is the same either way. It needs no max, so
+ * the collect can run with the key range (kiln_cpu_row_range_collect). */
+static float top_k_threshold(const kiln_cpu_row *row, int64_t k)
+{
+    const int64_t stride = top_k_stride(row->n);
+    const uint64_t want = top_k_want(row->n, k);
+    uint32_t hist[2048], dmin;
+    if (stride == 1 || kiln_cpu_row_key_hist_top(row, stride, TOP_DIGITS, hist, &dmin) < want)
+        kiln_cpu_row_key_hist(row, stride, hist);
+    uint32_t d = 2047;
+    for (uint64_t above = 0; d > 0 && above + hist[d] < want; --d)
+        above += hist[d];
+    return key_floor(d << 21);
+}
+
+/* pre_n: the candidates at top_k_threshold, already in sc->cand (the key
+ * range's pass collected them), or -1 */
 static kept_set keep_top_k_select(const kiln_cpu_row *row, int64_t k, const kiln_row_params *r,
-                                  float m, float cexp, uint64_t lo, scratch *sc)
+                                  float m, float cexp, uint64_t lo, int64_t pre_n, scratch *sc)
 {
     const int64_t V = row->n;
-    const int64_t stride = V >= 16384 ? 16 : 1;
+    const int64_t stride = top_k_stride(V);
     uint32_t hist[2048];
-    /* aim for about 1.5 k + 64 candidates, counted in sampled tokens; a row
-     * not much longer than that is all candidates */
-    const uint64_t want = (uint64_t)((3 * k / 2 + 64 + stride - 1) / stride);
     uint32_t *ids = sc->cand;
     size_t n;
     uint32_t d = 0;
-    if ((uint64_t)V <= 2 * want) {
+    if (!top_k_sampled(V, k)) {
         for (int64_t i = 0; i < V; ++i)
             ids[i] = (uint32_t)i;
         n = (size_t)V;
     } else {
-        /* the candidates' digits are near the max's: count those first (a
-         * compare per block instead of an increment per sampled token), and
-         * the whole sample only when they are fewer than wanted; the digit
-         * found is the same either way */
-        const uint32_t top = kiln_order_key(m) >> 21;
-        if (stride == 1 ||
-            kiln_cpu_row_key_hist_top(row, stride, top > TOP_DIGITS ? top - TOP_DIGITS : 0, hist) < want)
-            kiln_cpu_row_key_hist(row, stride, hist);
-        d = 2047;
-        for (uint64_t above = 0; d > 0 && above + hist[d] < want; --d)
-            above += hist[d];
-        n = kiln_cpu_row_collect_at_least(row, key_floor(d << 21), ids);
+        n = pre_n >= 0 ? (size_t)pre_n
+                       : kiln_cpu_row_collect_at_least(row, top_k_threshold(row, k), ids);
     }
     if (n < (size_t)k && stride > 1) {
         /* the sample misled (adversarial rows can): the exact histogram
@@ -443,6 +470,27 @@ void kiln_cpu_distribution(const kiln_sampler *s, const kiln_call *c, const kiln
 
     /* Stage 2, validity and the max. NaN sorts above +inf or below -inf in
      * key order, so the key range answers validity. */
+    /* Candidates that need no max are collected by the pass that finds the
+     * range, where they will be used: a top-k row's (top_k_threshold), and a
+     * superset of a min-p row's, those at min-p's threshold for the max of a
+     * sample (no more than the row's, so no higher a threshold; dynatemp,
+     * which changes the temperature after, takes the usual path). */
+    int64_t pre_n = -1;
+    const int64_t k0 = kiln_effective_top_k(r.top_k, V);
+    if (!range_known && s->config.algorithm != KILN_ALGORITHM_SORT && r.temperature != 0.0f) {
+        if (k0 < V && top_k_sampled(V, k0)) {
+            pre_n = (int64_t)kiln_cpu_row_range_collect(row, top_k_threshold(row, k0), sc->cand,
+                                                        (size_t)V, &range_known, &min_key, &max_key);
+        } else if (k0 == V && r.top_p >= 1.0f && r.min_p > 0.0f && !kiln_dynatemp_on(&r)) {
+            const float m0 = kiln_cpu_row_sample_max(row);
+            if (m0 > -__builtin_inff() && m0 < __builtin_inff()) {
+                const float x0 = kiln_cpu_min_p_threshold(m0, kiln_exp2_factor(r.temperature),
+                                                          kiln_ceil_scale(r.min_p, KILN_MASS_ONE));
+                pre_n = (int64_t)kiln_cpu_row_range_collect(row, x0, sc->cand, (size_t)(V / 16),
+                                                            &range_known, &min_key, &max_key);
+            }
+        }
+    }
     if (!range_known)
         kiln_cpu_row_key_range(row, &min_key, &max_key);
     const uint32_t key_pos_inf = 0xFF800000u, key_neg_inf = 0x007FFFFFu;
@@ -498,14 +546,14 @@ void kiln_cpu_distribution(const kiln_sampler *s, const kiln_call *c, const kiln
         const kiln_cpu_cut cut = ordered ? sort_cut(x, V, &r, sc->w, sc) : (kiln_cpu_cut){ 0, 0 };
         kept = from_kept_set(keep_before_cut(x, V, lo, cut, sc->w));
     } else if (!ordered && min_mass > 0) {
-        kept = kiln_cpu_keep_min_p(row, m, cexp, min_mass, sc->cand, sc->w, sc->tmp[1].w);
+        kept = kiln_cpu_keep_min_p(row, m, cexp, min_mass, sc->cand, pre_n, sc->w, sc->tmp[1].w);
         have_total_all = 0;
     } else if (!ordered) {
         const kiln_cpu_mass_ctx mc = kiln_cpu_mass_ctx_init(m, cexp);
         kept = kiln_cpu_keep_dense(row, &mc, sc->tmp[1].w);
         total_all = kept.total;
     } else if (k < V) {
-        kept = from_kept_set(keep_top_k_select(row, k, &r, m, cexp, lo, sc));
+        kept = from_kept_set(keep_top_k_select(row, k, &r, m, cexp, lo, pre_n, sc));
         have_total_all = 0;
     } else if (!kiln_cpu_keep_top_p(row, m, cexp, r.top_p, lo, sc, &kept, &total_all)) {
         const float *x = row_f32(row, sc);

@@ -344,27 +344,35 @@ KILN_T256 static void block_digits_256(const kiln_cpu_row *row, int64_t i, uint3
     _mm256_storeu_si256((__m256i *)d, block_digit_vec_256(row, i));
 }
 
-/* The sampled histogram's digits >= dmin only: a compare per block, and an
- * increment only for the few tokens near the top. */
-KILN_T256 static uint64_t key_hist_top_256(const kiln_cpu_row *row, int64_t stride, uint32_t dmin,
+/* The sampled histogram near the sample's top: a digit counts when it is at
+ * most `span` below the largest digit its lane has seen so far, a bound that
+ * only rises, so every digit within span of the final max is counted (and
+ * some below, dropped after); a compare per block, and an increment only
+ * for the few tokens near the top. */
+KILN_T256 static uint32_t key_hist_top_256(const kiln_cpu_row *row, int64_t stride, uint32_t span,
                                            uint32_t hist[2048])
 {
-    const __m256i below = _mm256_set1_epi32((int)dmin - 1);
-    uint64_t counted = 0;
+    const __m256i reach = _mm256_set1_epi32((int)span + 1);
+    __m256i top = _mm256_setzero_si256();
     for (int64_t i = 0; i + 8 <= row->n; i += 8 * stride) {
         const __m256i dv = block_digit_vec_256(row, i);
-        uint32_t bits = (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(dv, below)));
+        top = _mm256_max_epu32(top, dv);
+        uint32_t bits = (uint32_t)_mm256_movemask_ps(
+            _mm256_castsi256_ps(_mm256_cmpgt_epi32(dv, _mm256_sub_epi32(top, reach))));
         if (bits) {
             uint32_t d[8];
             _mm256_storeu_si256((__m256i *)d, dv);
-            counted += (uint64_t)__builtin_popcount(bits);
             while (bits) {
                 hist[d[__builtin_ctz(bits)]]++;
                 bits &= bits - 1;
             }
         }
     }
-    return counted;
+    uint32_t t[8], max = 0;
+    _mm256_storeu_si256((__m256i *)t, top);
+    for (int k = 0; k < 8; ++k)
+        max = t[k] > max ? t[k] : max;
+    return max;
 }
 #endif
 
@@ -416,24 +424,43 @@ static int64_t count_f32(const float *x, int64_t n, float threshold)
     return count;
 }
 
-uint64_t kiln_cpu_row_key_hist_top(const kiln_cpu_row *row, int64_t stride, uint32_t dmin,
-                                   uint32_t hist[2048])
+uint64_t kiln_cpu_row_key_hist_top(const kiln_cpu_row *row, int64_t stride, uint32_t span,
+                                   uint32_t hist[2048], uint32_t *dmin)
 {
     memset(hist, 0, 2048 * sizeof hist[0]);
+    uint32_t max = 0;
 #ifdef KILN_X86_KERNELS
-    if (kiln_cpu_isa_level() >= KILN_ISA_AVX2)
-        return key_hist_top_256(row, stride, dmin, hist);
+    if (kiln_cpu_isa_level() >= KILN_ISA_AVX2) {
+        max = key_hist_top_256(row, stride, span, hist);
+    } else
 #endif
-    uint64_t counted = 0;
-    for (int64_t i = 0; i + 8 <= row->n; i += 8 * stride)
-        for (int k = 0; k < 8; ++k) {
-            const uint32_t d = kiln_order_key(kiln_cpu_row_at(row, i + k)) >> 21;
-            if (d >= dmin) {
-                hist[d]++;
-                ++counted;
+    {
+        for (int64_t i = 0; i + 8 <= row->n; i += 8 * stride)
+            for (int k = 0; k < 8; ++k) {
+                const uint32_t d = kiln_order_key(kiln_cpu_row_at(row, i + k)) >> 21;
+                max = d > max ? d : max;
+                if (d + span >= max)
+                    hist[d]++;
             }
-        }
+    }
+    *dmin = max > span ? max - span : 0;
+    uint64_t counted = 0;
+    for (uint32_t d = 0; d < 2048; ++d) {
+        hist[d] = d >= *dmin ? hist[d] : 0;
+        counted += hist[d];
+    }
     return counted;
+}
+
+float kiln_cpu_row_sample_max(const kiln_cpu_row *row)
+{
+    float best = -__builtin_inff();
+    for (int64_t i = 0; i < row->n; i += 1024)
+        for (int64_t k = i; k < i + 8 && k < row->n; ++k) {
+            const float x = kiln_cpu_row_at(row, k);
+            best = x > best ? x : best; /* NaN never wins */
+        }
+    return best;
 }
 
 /* Counts at or above a threshold, on signed 16-bit keys (kiln_bf16_threshold). */
