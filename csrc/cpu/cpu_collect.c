@@ -199,23 +199,8 @@ range_collect_512_body(const kiln_cpu_row *row, float threshold, int16_t t16, ui
         float l[16], u[16];
         _mm512_storeu_ps(l, lo);
         _mm512_storeu_ps(u, hi);
-        uint32_t kl = 0xFFFFFFFFu, ku = 0;
-        for (int a = 0; a < 16; ++a) {
-            const uint32_t ka = kiln_order_key(l[a]), kb = kiln_order_key(u[a]);
-            kl = ka < kl ? ka : kl;
-            ku = kb > ku ? kb : ku;
-        }
-        int clean = !nan;
-        for (int64_t i = base; i < n; ++i) {
-            const float xi = ((const float *)row->data)[i];
-            clean &= xi == xi;
-            const uint32_t k = kiln_order_key(xi);
-            kl = k < kl ? k : kl;
-            ku = k > ku ? k : ku;
-        }
-        *min_key = kl;
-        *max_key = ku;
-        *range_known = clean;
+        *range_known = !nan && kiln_cpu_lanes_key_range(u, l, 16, (const float *)row->data + base,
+                                                        n - base, min_key, max_key);
     }
     return count > limit ? count : collect_scalar(row, base, threshold, ids, count, limit);
 }

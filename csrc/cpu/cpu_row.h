@@ -131,6 +131,32 @@ static inline int kiln_bf16_threshold(float threshold, int16_t *t)
     return 1;
 }
 
+/* The key range from a vector pass's float lane maxima hi[] and minima lo[]
+ * (`lanes` of each) and the f32 tail it left: 0 when the tail holds a NaN.
+ * Keys are monotone in the value with -0 tied to +0, so key(max) and
+ * key(min) are the range. */
+static inline int kiln_cpu_lanes_key_range(const float *hi, const float *lo, int lanes,
+                                           const float *tail, int64_t tail_n, uint32_t *min_key,
+                                           uint32_t *max_key)
+{
+    uint32_t kmax = 0, kmin = 0xFFFFFFFFu;
+    for (int a = 0; a < lanes; ++a) {
+        const uint32_t kh = kiln_order_key(hi[a]), kl = kiln_order_key(lo[a]);
+        kmax = kh > kmax ? kh : kmax;
+        kmin = kl < kmin ? kl : kmin;
+    }
+    for (int64_t i = 0; i < tail_n; ++i) {
+        if (tail[i] != tail[i])
+            return 0;
+        const uint32_t k = kiln_order_key(tail[i]);
+        kmax = k > kmax ? k : kmax;
+        kmin = k < kmin ? k : kmin;
+    }
+    *min_key = kmin;
+    *max_key = kmax;
+    return 1;
+}
+
 /* Smallest and largest kiln_order_key over the row. */
 void kiln_cpu_row_key_range(const kiln_cpu_row *row, uint32_t *min_key, uint32_t *max_key);
 /* The first i whose value equals `value` (-1 if none); -0 == +0. */

@@ -74,22 +74,7 @@ KILN_T256 static int key_range_f32_256(const float *x, int64_t n, uint32_t *min_
     float h[8], l[8];
     _mm256_storeu_ps(h, hi[0]);
     _mm256_storeu_ps(l, lo[0]);
-    uint32_t kmax = 0, kmin = 0xFFFFFFFFu;
-    for (int a = 0; a < 8; ++a) {
-        const uint32_t kh = kiln_order_key(h[a]), kl = kiln_order_key(l[a]);
-        kmax = kh > kmax ? kh : kmax;
-        kmin = kl < kmin ? kl : kmin;
-    }
-    for (; i < n; ++i) {
-        if (x[i] != x[i])
-            return 0;
-        const uint32_t k = kiln_order_key(x[i]);
-        kmax = k > kmax ? k : kmax;
-        kmin = k < kmin ? k : kmin;
-    }
-    *min_key = kmin;
-    *max_key = kmax;
-    return 1;
+    return kiln_cpu_lanes_key_range(h, l, 8, x + i, n - i, min_key, max_key);
 }
 
 /* The same on 512-bit registers: the NaN flag as a mask register. */
@@ -117,22 +102,7 @@ KILN_T512 static int key_range_f32_512(const float *x, int64_t n, uint32_t *min_
     float h[16], l[16];
     _mm512_storeu_ps(h, hi[0]);
     _mm512_storeu_ps(l, lo[0]);
-    uint32_t kmax = 0, kmin = 0xFFFFFFFFu;
-    for (int a = 0; a < 16; ++a) {
-        const uint32_t kh = kiln_order_key(h[a]), kl = kiln_order_key(l[a]);
-        kmax = kh > kmax ? kh : kmax;
-        kmin = kl < kmin ? kl : kmin;
-    }
-    for (; i < n; ++i) {
-        if (x[i] != x[i])
-            return 0;
-        const uint32_t k = kiln_order_key(x[i]);
-        kmax = k > kmax ? k : kmax;
-        kmin = k < kmin ? k : kmin;
-    }
-    *min_key = kmin;
-    *max_key = kmax;
-    return 1;
+    return kiln_cpu_lanes_key_range(h, l, 16, x + i, n - i, min_key, max_key);
 }
 
 /* The row copied out as f32 and its key range in the same pass (AVX2 and
@@ -169,22 +139,8 @@ copy_key_range_256_body(const kiln_cpu_row *row, float *out, uint32_t *min_key, 
     float h[8], l[8];
     _mm256_storeu_ps(h, _mm256_max_ps(hi[0], hi[1]));
     _mm256_storeu_ps(l, _mm256_min_ps(lo[0], lo[1]));
-    uint32_t kmax = 0, kmin = 0xFFFFFFFFu;
-    for (int a = 0; a < 8; ++a) {
-        const uint32_t kh = kiln_order_key(h[a]), kl = kiln_order_key(l[a]);
-        kmax = kh > kmax ? kh : kmax;
-        kmin = kl < kmin ? kl : kmin;
-    }
-    for (i = n - n % 16; i < n; ++i) {
-        if (out[i] != out[i])
-            return 0;
-        const uint32_t k = kiln_order_key(out[i]);
-        kmax = k > kmax ? k : kmax;
-        kmin = k < kmin ? k : kmin;
-    }
-    *min_key = kmin;
-    *max_key = kmax;
-    return 1;
+    return kiln_cpu_lanes_key_range(h, l, 8, out + (n - n % 16), n % 16,
+                                    min_key, max_key);
 }
 
 KILN_T256 static int copy_key_range_256(const kiln_cpu_row *row, float *out, uint32_t *min_key,
@@ -226,22 +182,8 @@ copy_key_range_512_body(const kiln_cpu_row *row, float *out, uint32_t *min_key, 
     float h[16], l[16];
     _mm512_storeu_ps(h, _mm512_max_ps(hi[0], hi[1]));
     _mm512_storeu_ps(l, _mm512_min_ps(lo[0], lo[1]));
-    uint32_t kmax = 0, kmin = 0xFFFFFFFFu;
-    for (int a = 0; a < 16; ++a) {
-        const uint32_t kh = kiln_order_key(h[a]), kl = kiln_order_key(l[a]);
-        kmax = kh > kmax ? kh : kmax;
-        kmin = kl < kmin ? kl : kmin;
-    }
-    for (i = n - n % 32; i < n; ++i) {
-        if (out[i] != out[i])
-            return 0;
-        const uint32_t k = kiln_order_key(out[i]);
-        kmax = k > kmax ? k : kmax;
-        kmin = k < kmin ? k : kmin;
-    }
-    *min_key = kmin;
-    *max_key = kmax;
-    return 1;
+    return kiln_cpu_lanes_key_range(h, l, 16, out + (n - n % 32), n % 32,
+                                    min_key, max_key);
 }
 
 KILN_T512 static int copy_key_range_512(const kiln_cpu_row *row, float *out, uint32_t *min_key,
