@@ -531,7 +531,7 @@ void kiln_cpu_distribution(const kiln_sampler *s, const kiln_call *c, const kiln
     d->status = KILN_CPU_ROW_SAMPLE;
 
     /* Stage 3, the kept set. */
-    const int64_t k = kiln_effective_top_k(r.top_k, V);
+    const int64_t k = k0; /* top_k is not changed by dynatemp */
     const float cexp = kiln_exp2_factor(r.temperature);
     const uint64_t min_mass = r.min_p > 0.0f ? kiln_ceil_scale(r.min_p, KILN_MASS_ONE) : 0;
     const uint64_t lo = min_mass > 0 ? min_mass : 1;
