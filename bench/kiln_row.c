@@ -3,16 +3,22 @@
  * --toggle-collect=kiln_sample, so only the call itself is counted (the
  * row's generation is not).
  *
- *   kiln-row METHOD [f32|bf16] [VOCAB] [auto|select|sort]
+ *   kiln-row METHOD [f32|bf16] [VOCAB] [auto|select|sort] [REPEAT]
+ *
+ * With REPEAT > 1 it makes that many calls on the same row (cache-warm,
+ * unlike kiln-bench's rotated sets) and prints the fastest and the median
+ * time per call: a loop to profile one method under perf.
  *
  * METHOD is one of kiln-bench's (greedy, temperature, top_k50, top_p0.9,
  * t0.7_k50_p0.9, min_p0.05, t0.7_k50_p0.9_pen512). The row is kiln-bench's
  * first row at B = 1 (the textbook's Zipf-like shape, seed 17) and the
  * history its 512 tokens. */
+#define _POSIX_C_SOURCE 199309L
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kiln/kiln.h"
 #include "logit_shapes.h"
@@ -44,10 +50,16 @@ static uint16_t to_bf16(float f)
     return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: kiln-row METHOD [f32|bf16] [VOCAB] [auto|select|sort]\n");
+        fprintf(stderr, "usage: kiln-row METHOD [f32|bf16] [VOCAB] [auto|select|sort] [REPEAT]\n");
         return 2;
     }
     const method *m = NULL;
@@ -117,10 +129,23 @@ int main(int argc, char **argv)
     kiln_outputs o = KILN_OUTPUTS_INIT;
     o.tokens = &token;
     o.logprobs = &logprob;
-    if (kiln_sample(s, &b, &p, &o, ws, ws_bytes, NULL) != KILN_SUCCESS) {
-        fprintf(stderr, "kiln-row: %s\n", kiln_last_error());
-        return 1;
+    const long repeat = argc > 5 ? atol(argv[5]) : 1;
+    double *us = malloc((size_t)(repeat > 1 ? repeat : 1) * sizeof *us);
+    for (long r = 0; r < (repeat > 1 ? repeat : 1); ++r) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        if (kiln_sample(s, &b, &p, &o, ws, ws_bytes, NULL) != KILN_SUCCESS) {
+            fprintf(stderr, "kiln-row: %s\n", kiln_last_error());
+            return 1;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        us[r] = (double)(t1.tv_sec - t0.tv_sec) * 1e6 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-3;
     }
+    if (repeat > 1) {
+        qsort(us, (size_t)repeat, sizeof *us, cmp_double);
+        printf("%ld calls: fastest %.2f us, median %.2f us\n", repeat, us[0], us[repeat / 2]);
+    }
+    free(us);
     printf("%s %s V=%lld: token %d logprob %.9g\n", m->name, bf16 ? "bf16" : "f32", (long long)V,
            token, (double)logprob);
     free(ws);
