@@ -120,7 +120,7 @@ void kiln_cpu_ranks(const float *x, int64_t V, const int32_t *tokens, int64_t n,
 typedef struct kiln_cpu_scratch {
     float *x;             /* [V] the row as f32 after its edits, when it differs from the input */
     uint64_t *w;          /* [V] masses, then inclusive prefix sums of kept masses */
-    uint32_t *marks;      /* [V] history bookkeeping (kiln_cpu_apply_history) */
+    uint32_t *marks;      /* [V] history bookkeeping (apply_history), then top-p band starts */
     uint32_t *cand;       /* [V] candidate ids: the top-k set, then the kept set */
     kiln_cpu_list tmp[2]; /* [V] each: radix-select levels; the sort path's buffers */
 } kiln_cpu_scratch;

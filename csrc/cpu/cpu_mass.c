@@ -160,15 +160,20 @@ static uint64_t chunks_scalar(const kiln_cpu_row *row, const kiln_cpu_mass_ctx *
 
 #ifdef KILN_X86_KERNELS
 
-KILN_T512 KILN_INLINE __m512 exp2_fraction_512(__m512 f)
+/* 2^40 * kiln_exp2_fraction(f), bit for bit: every coefficient and the 1
+ * scaled by 2^40, which is exact, and so is every rounded step (a product
+ * q * f is 0 or above 2^-37, far from the subnormals, and nothing nears
+ * overflow), so each intermediate is the unscaled one times 2^40. It saves
+ * adding 40 to the exponent of every token's F afterwards. */
+KILN_T512 KILN_INLINE __m512 exp2_fraction_2p40_512(__m512 f)
 {
-    __m512 q = _mm512_set1_ps(0x1.c54174p-13f);
-    q = _mm512_add_ps(_mm512_mul_ps(q, f), _mm512_set1_ps(0x1.46d64cp-10f));
-    q = _mm512_add_ps(_mm512_mul_ps(q, f), _mm512_set1_ps(0x1.3d0b92p-7f));
-    q = _mm512_add_ps(_mm512_mul_ps(q, f), _mm512_set1_ps(0x1.c68912p-5f));
-    q = _mm512_add_ps(_mm512_mul_ps(q, f), _mm512_set1_ps(0x1.ebfd58p-3f));
-    q = _mm512_add_ps(_mm512_mul_ps(q, f), _mm512_set1_ps(0x1.62e42cp-1f));
-    return _mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_mul_ps(f, q));
+    __m512 q = _mm512_set1_ps(0x1.c54174p+27f);
+    q = _mm512_add_ps(_mm512_mul_ps(q, f), _mm512_set1_ps(0x1.46d64cp+30f));
+    q = _mm512_add_ps(_mm512_mul_ps(q, f), _mm512_set1_ps(0x1.3d0b92p+33f));
+    q = _mm512_add_ps(_mm512_mul_ps(q, f), _mm512_set1_ps(0x1.c68912p+35f));
+    q = _mm512_add_ps(_mm512_mul_ps(q, f), _mm512_set1_ps(0x1.ebfd58p+37f));
+    q = _mm512_add_ps(_mm512_mul_ps(q, f), _mm512_set1_ps(0x1.62e42cp+39f));
+    return _mm512_add_ps(_mm512_set1_ps(0x1p40f), _mm512_mul_ps(f, q));
 }
 
 /* 16 masses as two vectors of 8 64-bit integers, and their fbits: the mass
@@ -185,13 +190,14 @@ KILN_T512 KILN_INLINE void mass_w_512(__m512 x, __m512 vm, __m512 vc, const int 
                             : _mm512_mul_ps(_mm512_mul_ps(d, vc), _mm512_set1_ps(8388608.0f));
     __m512i q = _mm512_cvt_roundps_epi32(tq, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
     q = _mm512_max_epi32(q, _mm512_set1_epi32(-(64 << 23)));
-    const __m512i j = _mm512_and_si512(q, _mm512_set1_epi32(0x7FFFFF));
+    /* 1 + f as (q & 0x7FFFFF) | 0x3F800000, one ternary-logic instruction */
     const __m512 f = _mm512_sub_ps(
-        _mm512_castsi512_ps(_mm512_or_si512(j, _mm512_set1_epi32(0x3F800000))), _mm512_set1_ps(1.0f));
-    const __m512 p = exp2_fraction_512(f);
-    *fb = _mm512_add_epi32(_mm512_castps_si512(p),
-                           _mm512_add_epi32(_mm512_and_si512(q, _mm512_set1_epi32((int)0xFF800000u)),
-                                            _mm512_set1_epi32(40 << 23)));
+        _mm512_castsi512_ps(_mm512_ternarylogic_epi32(q, _mm512_set1_epi32(0x7FFFFF),
+                                                      _mm512_set1_epi32(0x3F800000), 0xEA)),
+        _mm512_set1_ps(1.0f));
+    const __m512 p40 = exp2_fraction_2p40_512(f);
+    *fb = _mm512_add_epi32(_mm512_castps_si512(p40),
+                           _mm512_and_si512(q, _mm512_set1_epi32((int)0xFF800000u)));
     const __m512 F = _mm512_castsi512_ps(*fb);
     *w0 = _mm512_cvttps_epu64(_mm512_castps512_ps256(F));
     *w1 = _mm512_cvttps_epu64(_mm512_extractf32x8_ps(F, 1));

@@ -79,7 +79,9 @@ void kiln_cpu_mass_span(const kiln_cpu_row *row, int64_t start, int64_t len,
 /* The mass that fbits stand for: floor(F), F = P * 2^(40 + n) exactly. */
 static inline uint64_t kiln_cpu_fbits_mass(uint32_t fb)
 {
-    return (uint64_t)kiln_f32_from_bits(fb); /* F >= 0: truncation is floor */
+    /* F >= 0: truncation is floor; F < 2^63, so the signed conversion (one
+     * instruction) converts it, where one to unsigned tests and branches */
+    return (uint64_t)(int64_t)kiln_f32_from_bits(fb);
 }
 
 /* The fbits of one token, by the steps of kiln_mass (the scalar reference). */

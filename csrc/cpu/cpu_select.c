@@ -11,7 +11,55 @@
 #include <string.h>
 
 #include "cpu_backend.h"
+#include "cpu_row.h"
 #include "../shared/numerics.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(KILN_NO_CLONES)
+#define KILN_X86_KERNELS 1
+#include <immintrin.h>
+#define KILN_T512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+#endif
+
+/* The first level's members: j < n whose digit (key >> shift) & mask is d,
+ * ascending. A compare of sixteen keys and a compress of their indices on
+ * AVX-512 (the members fall at random among the keys, one bucket of up to
+ * 2048, so a branch per key would mispredict at each); 16 lanes are stored
+ * at kept <= j, within out's n entries. */
+#ifdef KILN_X86_KERNELS
+KILN_T512 static size_t digit_members_512(const uint32_t *key, size_t n, int shift, uint32_t mask,
+                                          uint32_t d, uint32_t *out, size_t *done)
+{
+    const __m512i vmask = _mm512_set1_epi32((int32_t)mask), vd = _mm512_set1_epi32((int32_t)d);
+    const __m128i vshift = _mm_cvtsi32_si128(shift);
+    const __m512i step = _mm512_set1_epi32(16);
+    __m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    size_t kept = 0, j = 0;
+    for (; j + 16 <= n; j += 16) {
+        const __m512i k = _mm512_loadu_si512((const void *)(key + j));
+        const __mmask16 in =
+            _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_srl_epi32(k, vshift), vmask), vd);
+        _mm512_storeu_si512((void *)(out + kept), _mm512_maskz_compress_epi32(in, idx));
+        kept += (size_t)__builtin_popcount((unsigned)in);
+        idx = _mm512_add_epi32(idx, step);
+    }
+    *done = j;
+    return kept;
+}
+#endif
+
+static size_t digit_members(const uint32_t *key, size_t n, int shift, uint32_t mask, uint32_t d,
+                            uint32_t *out)
+{
+    size_t kept = 0, j = 0;
+#ifdef KILN_X86_KERNELS
+    if (kiln_cpu_isa_level() >= KILN_ISA_AVX512)
+        kept = digit_members_512(key, n, shift, mask, d, out, &j);
+#endif
+    for (; j < n; ++j)
+        if (((key[j] >> shift) & mask) == d)
+            out[kept++] = (uint32_t)j;
+    return kept;
+}
 
 /* Digits, most significant first: 11/11/10 bits for long lists, 8/8/8/8
  * for short ones, where clearing a 2048-bucket histogram three times costs
@@ -139,10 +187,14 @@ size_t kiln_cpu_packed_cut(const uint32_t *key, const uint64_t *w, size_t n, uin
         }
         uint32_t *next = idx == idx_a ? idx_b : idx_a;
         size_t kept = 0;
-        for (size_t t = 0; t < m; ++t) {
-            const size_t j = idx ? idx[t] : t;
-            if (((key[j] >> shift) & mask) == d)
-                next[kept++] = (uint32_t)j;
+        if (!idx) {
+            kept = digit_members(key, m, shift, mask, d, next);
+        } else {
+            for (size_t t = 0; t < m; ++t) {
+                const size_t j = idx[t];
+                if (((key[j] >> shift) & mask) == d)
+                    next[kept++] = (uint32_t)j;
+            }
         }
         idx = next;
         m = kept;

@@ -34,11 +34,13 @@ enum { SAMPLES = 2048, BAND_SAMPLES = 24 };
  * lanes; and since the band holds a token or two of every 64, a branch per
  * token would mispredict, so it appends the set bits of a compare mask. */
 static uint64_t band_pass_scalar(const uint32_t *fb, int64_t from, int64_t n, uint32_t lo,
-                                 uint32_t hi, uint64_t *sums, uint32_t *ids, size_t *count)
+                                 uint32_t hi, uint64_t *sums, uint32_t *ids, size_t *count,
+                                 uint32_t *starts)
 {
     uint64_t total = 0;
     for (int64_t base = from; base < n; base += KILN_CPU_CHUNK) {
         const int64_t end = base + KILN_CPU_CHUNK < n ? base + KILN_CPU_CHUNK : n;
+        starts[base / KILN_CPU_CHUNK] = (uint32_t)*count;
         uint64_t s = 0;
         for (int64_t i = base; i < end; ++i) {
             s += fb[i] >= hi ? kiln_cpu_fbits_mass(fb[i]) : 0;
@@ -48,12 +50,14 @@ static uint64_t band_pass_scalar(const uint32_t *fb, int64_t from, int64_t n, ui
         sums[base / KILN_CPU_CHUNK] = s;
         total += s;
     }
+    starts[(n + KILN_CPU_CHUNK - 1) / KILN_CPU_CHUNK] = (uint32_t)*count;
     return total;
 }
 
 #ifdef KILN_X86_KERNELS
 KILN_T256 static uint64_t band_pass_256(const uint32_t *fb, int64_t n, uint32_t lo, uint32_t hi,
-                                        uint64_t *sums, uint32_t *ids, size_t *count)
+                                        uint64_t *sums, uint32_t *ids, size_t *count,
+                                        uint32_t *starts)
 {
     const __m256i vlo = _mm256_set1_epi32((int32_t)lo), vhi = _mm256_set1_epi32((int32_t)hi);
     const __m256 down = _mm256_set1_ps(0x1p-20f), up = _mm256_set1_ps(0x1p20f);
@@ -61,6 +65,7 @@ KILN_T256 static uint64_t band_pass_256(const uint32_t *fb, int64_t n, uint32_t 
     size_t c = *count;
     int64_t base = 0;
     for (; base + KILN_CPU_CHUNK <= n; base += KILN_CPU_CHUNK) {
+        starts[base / KILN_CPU_CHUNK] = (uint32_t)c;
         __m256i alo = _mm256_setzero_si256(), ahi = alo;
         for (int64_t b = base; b < base + KILN_CPU_CHUNK; b += 64) {
             uint64_t bits = 0;
@@ -98,45 +103,54 @@ KILN_T256 static uint64_t band_pass_256(const uint32_t *fb, int64_t n, uint32_t 
         total += s;
     }
     *count = c;
-    return total + band_pass_scalar(fb, base, n, lo, hi, sums, ids, count);
+    return total + band_pass_scalar(fb, base, n, lo, hi, sums, ids, count, starts);
 }
 
 /* AVX-512DQ converts floats to 64-bit integers: floor(F) of eight tokens in
  * one instruction (truncation is floor for F >= 0, and F < 2^41 fits), so a
- * chunk sums in two 64-bit accumulators under the compare's mask. */
+ * chunk sums in two 64-bit accumulators under the compare's mask. The band
+ * ids are packed by a compress in a register, stored at the band's end: no
+ * branch per band token (a row's band tokens fall at random, so a loop over
+ * a mask's set bits mispredicts about once per 64 tokens, which cost as much
+ * as the rest of the pass on rows the predictor had not seen before). Each
+ * store writes 16 lanes: those past the band's end are overwritten by the
+ * next or are scratch, and since the band so far is at most the tokens
+ * read, the store stays within the V entries of ids. starts[c] is the band's
+ * length when chunk c begins (starts[chunks]: its end). */
 KILN_T512 static uint64_t band_pass_512(const uint32_t *fb, int64_t n, uint32_t lo, uint32_t hi,
-                                        uint64_t *sums, uint32_t *ids, size_t *count)
+                                        uint64_t *sums, uint32_t *ids, size_t *count,
+                                        uint32_t *starts)
 {
     const __m512i vlo = _mm512_set1_epi32((int32_t)lo), vhi = _mm512_set1_epi32((int32_t)hi);
+    const __m512i step = _mm512_set1_epi32(16);
     uint64_t total = 0;
     size_t c = *count;
     int64_t base = 0;
+    __m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     for (; base + KILN_CPU_CHUNK <= n; base += KILN_CPU_CHUNK) {
+        starts[base / KILN_CPU_CHUNK] = (uint32_t)c;
         __m512i a0 = _mm512_setzero_si512(), a1 = a0;
-        for (int64_t b = base; b < base + KILN_CPU_CHUNK; b += 64) {
-            uint64_t bits = 0;
-            for (int v = 0; v < 4; ++v) {
-                const __m512i f = _mm512_loadu_si512((const void *)(fb + b + 16 * v));
-                const __mmask16 heavy = _mm512_cmpge_epi32_mask(f, vhi);
-                const __mmask16 in = _mm512_mask_cmpge_epi32_mask((__mmask16)~heavy, f, vlo);
-                bits |= (uint64_t)in << (16 * v);
-                const __m512 F = _mm512_castsi512_ps(f);
-                a0 = _mm512_mask_add_epi64(a0, (__mmask8)heavy, a0,
-                                           _mm512_cvttps_epu64(_mm512_castps512_ps256(F)));
-                a1 = _mm512_mask_add_epi64(a1, (__mmask8)(heavy >> 8), a1,
-                                           _mm512_cvttps_epu64(_mm512_extractf32x8_ps(F, 1)));
-            }
-            while (bits) {
-                ids[c++] = (uint32_t)(b + __builtin_ctzll(bits));
-                bits &= bits - 1;
-            }
+        for (int64_t b = base; b < base + KILN_CPU_CHUNK; b += 16) {
+            const __m512i f = _mm512_loadu_si512((const void *)(fb + b));
+            const __mmask16 heavy = _mm512_cmpge_epi32_mask(f, vhi);
+            const __mmask16 in = _mm512_mask_cmpge_epi32_mask((__mmask16)~heavy, f, vlo);
+            const unsigned k = (unsigned)__builtin_popcount((unsigned)in);
+            /* all 16 lanes: c <= b, so the store ends by b + 16 <= n, inside ids */
+            _mm512_storeu_si512((void *)(ids + c), _mm512_maskz_compress_epi32(in, idx));
+            c += k;
+            idx = _mm512_add_epi32(idx, step);
+            /* the halves converted from memory: no extract on the shuffle port */
+            a0 = _mm512_mask_add_epi64(a0, (__mmask8)heavy, a0,
+                                       _mm512_cvttps_epu64(_mm256_loadu_ps((const float *)fb + b)));
+            a1 = _mm512_mask_add_epi64(a1, (__mmask8)(heavy >> 8), a1,
+                                       _mm512_cvttps_epu64(_mm256_loadu_ps((const float *)fb + b + 8)));
         }
         const uint64_t s = (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(a0, a1));
         sums[base / KILN_CPU_CHUNK] = s;
         total += s;
     }
     *count = c;
-    return total + band_pass_scalar(fb, base, n, lo, hi, sums, ids, count);
+    return total + band_pass_scalar(fb, base, n, lo, hi, sums, ids, count, starts);
 }
 
 /* The band's masses (w[j] = the mass of fbits fb[ids[j]], summed) and its
@@ -187,6 +201,58 @@ KILN_T512 static void band_keys_512(const kiln_cpu_row *row, const uint32_t *ids
 }
 #endif
 
+/* w[j] becomes the inclusive prefix sum of the kept band masses: w[i] of
+ * the band tokens i <= j in the cut's prefix (key above the cut's, or equal
+ * and at or before it, i <= at), 0 for the rest. Eight tokens a step: the
+ * prefix within a vector by three lane shifts, then the carry. */
+static uint64_t kept_prefix_scalar(const uint32_t *key, uint64_t *w, size_t from, size_t n,
+                                   uint32_t cut_key, size_t at, uint64_t run)
+{
+    for (size_t j = from; j < n; ++j) {
+        const uint64_t in = (uint64_t)((key[j] > cut_key) | ((key[j] == cut_key) & (j <= at)));
+        run += w[j] & (0 - in);
+        w[j] = run;
+    }
+    return run;
+}
+
+#ifdef KILN_X86_KERNELS
+KILN_T512 static uint64_t kept_prefix_512(const uint32_t *key, uint64_t *w, size_t n,
+                                          uint32_t cut_key, size_t at)
+{
+    const __m256i vcut = _mm256_set1_epi32((int32_t)cut_key);
+    const __m512i vat = _mm512_set1_epi64((int64_t)at), step = _mm512_set1_epi64(8);
+    const __m512i zero = _mm512_setzero_si512(), last = _mm512_set1_epi64(7);
+    __m512i idx = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7), carry = zero;
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256i k = _mm256_loadu_si256((const __m256i *)(key + j));
+        const __mmask8 in = (__mmask8)(_mm256_cmpgt_epu32_mask(k, vcut) |
+                                       (_mm256_cmpeq_epi32_mask(k, vcut) &
+                                        _mm512_cmple_epu64_mask(idx, vat)));
+        __m512i v = _mm512_maskz_loadu_epi64(in, w + j);
+        v = _mm512_add_epi64(v, _mm512_alignr_epi64(v, zero, 7));
+        v = _mm512_add_epi64(v, _mm512_alignr_epi64(v, zero, 6));
+        v = _mm512_add_epi64(v, _mm512_alignr_epi64(v, zero, 4));
+        v = _mm512_add_epi64(v, carry);
+        _mm512_storeu_si512((void *)(w + j), v);
+        carry = _mm512_permutexvar_epi64(last, v);
+        idx = _mm512_add_epi64(idx, step);
+    }
+    const uint64_t run = j ? w[j - 1] : 0;
+    return kept_prefix_scalar(key, w, j, n, cut_key, at, run);
+}
+#endif
+
+static uint64_t kept_prefix(const uint32_t *key, uint64_t *w, size_t n, uint32_t cut_key, size_t at)
+{
+#ifdef KILN_X86_KERNELS
+    if (kiln_cpu_isa_level() >= KILN_ISA_AVX512)
+        return kept_prefix_512(key, w, n, cut_key, at);
+#endif
+    return kept_prefix_scalar(key, w, 0, n, cut_key, at, 0);
+}
+
 static uint64_t band_masses(const uint32_t *fb, const uint32_t *ids, size_t n, uint64_t *w)
 {
 #ifdef KILN_X86_KERNELS
@@ -212,16 +278,16 @@ static void band_keys(const kiln_cpu_row *row, const uint32_t *ids, size_t n, ui
 }
 
 static uint64_t band_pass(const uint32_t *fb, int64_t n, uint32_t lo, uint32_t hi, uint64_t *sums,
-                          uint32_t *ids, size_t *count)
+                          uint32_t *ids, size_t *count, uint32_t *starts)
 {
     *count = 0;
 #ifdef KILN_X86_KERNELS
     if (kiln_cpu_isa_level() >= KILN_ISA_AVX512)
-        return band_pass_512(fb, n, lo, hi, sums, ids, count);
+        return band_pass_512(fb, n, lo, hi, sums, ids, count, starts);
     if (kiln_cpu_isa_level() >= KILN_ISA_AVX2)
-        return band_pass_256(fb, n, lo, hi, sums, ids, count);
+        return band_pass_256(fb, n, lo, hi, sums, ids, count, starts);
 #endif
-    return band_pass_scalar(fb, 0, n, lo, hi, sums, ids, count);
+    return band_pass_scalar(fb, 0, n, lo, hi, sums, ids, count, starts);
 }
 
 /* The bands a stride sample of the fbits suggests, tried in turn: first
@@ -244,15 +310,17 @@ typedef struct band_plan {
 
 enum {
     ABOVE_CAP = 1024, /* tokens a first band may hold above the estimate */
-    BIN_SHIFT = 17,
+    BIN_SHIFT = 20,
     BIN_BASE = 0x3F800000 >> BIN_SHIFT, /* the bin of mass 1 */
     BINS = (0x54000000 >> BIN_SHIFT) - BIN_BASE /* masses below 2^41 */
 };
 
 typedef struct sample_bins {
-    uint32_t count[BINS];
-    uint64_t mass[BINS];
+    uint32_t count[BINS + 1]; /* the last: the points of zero mass */
+    uint64_t mass[BINS + 1];
     uint32_t point[2 * SAMPLES];                 /* the sample, read once from the fbits */
+    uint32_t point_bin[2 * SAMPLES];             /* each point's bin (BINS: zero mass) */
+    uint64_t point_mass[2 * SAMPLES];            /* and its mass */
     uint32_t near[2 * SAMPLES], tmp[2 * SAMPLES]; /* the sample points near the cut */
 } sample_bins;
 
@@ -269,6 +337,93 @@ static int bin_of(uint32_t f)
     return (int)(f >> BIN_SHIFT) - BIN_BASE;
 }
 
+/* The sample's points fb[s * stride], s < n, with their bins (BINS for a
+ * zero mass: branch-free, as how many there are depends on the row) and
+ * masses; AVX-512 bins and converts them in vectors, which leaves the
+ * binning loop two increments a point. */
+static void sample_points_scalar(const uint32_t *fb, int64_t stride, int64_t from, int64_t n,
+                                 sample_bins *sb)
+{
+    const uint32_t one = kiln_f32_bits(1.0f);
+    for (int64_t s = from; s < n; ++s) {
+        const uint32_t f = sb->point[s] = fb[s * stride];
+        sb->point_bin[s] = f < one ? BINS : (uint32_t)bin_of(f);
+        sb->point_mass[s] = kiln_cpu_fbits_mass(f);
+    }
+}
+
+#ifdef KILN_X86_KERNELS
+KILN_T512 static void sample_points_512(const uint32_t *fb, int64_t stride, int64_t n,
+                                        sample_bins *sb)
+{
+    /* plain loads first (a gather of sixteen lines was slower), then the
+     * bins and masses of sixteen points at a time from L1 */
+    for (int64_t s = 0; s < n; ++s)
+        sb->point[s] = fb[s * stride];
+    const __m512i one = _mm512_set1_epi32((int32_t)kiln_f32_bits(1.0f));
+    const __m512i base = _mm512_set1_epi32(BIN_BASE), zero_bin = _mm512_set1_epi32(BINS);
+    int64_t s = 0;
+    for (; s + 16 <= n; s += 16) {
+        const __m512i f = _mm512_loadu_si512((const void *)(sb->point + s));
+        const __mmask16 zero = _mm512_cmplt_epu32_mask(f, one);
+        const __m512i bin = _mm512_mask_mov_epi32(_mm512_sub_epi32(_mm512_srli_epi32(f, BIN_SHIFT), base),
+                                                  zero, zero_bin);
+        _mm512_storeu_si512((void *)(sb->point_bin + s), bin);
+        _mm512_storeu_si512((void *)(sb->point_mass + s),
+                            _mm512_cvttps_epu64(_mm256_loadu_ps((const float *)(sb->point + s))));
+        _mm512_storeu_si512((void *)(sb->point_mass + s + 8),
+                            _mm512_cvttps_epu64(_mm256_loadu_ps((const float *)(sb->point + s + 8))));
+    }
+    sample_points_scalar(fb, stride, s, n, sb);
+}
+
+/* The points in [lo, hi), packed in order, sixteen compared at a time. */
+KILN_T512 static size_t near_points_512(const uint32_t *point, int64_t n, uint32_t lo, uint32_t hi,
+                                        uint32_t *near)
+{
+    const __m512i vlo = _mm512_set1_epi32((int32_t)lo), vhi = _mm512_set1_epi32((int32_t)hi);
+    size_t m = 0;
+    int64_t s = 0;
+    for (; s + 16 <= n; s += 16) {
+        const __m512i f = _mm512_loadu_si512((const void *)(point + s));
+        const __mmask16 in = _mm512_mask_cmplt_epu32_mask(_mm512_cmpge_epu32_mask(f, vlo), f, vhi);
+        /* 16 lanes at m <= s: within near's 2 SAMPLES entries */
+        _mm512_storeu_si512((void *)(near + m), _mm512_maskz_compress_epi32(in, f));
+        m += (size_t)__builtin_popcount((unsigned)in);
+    }
+    for (; s < n; ++s) {
+        near[m] = point[s];
+        m += point[s] >= lo && point[s] < hi;
+    }
+    return m;
+}
+#endif
+
+static void sample_points(const uint32_t *fb, int64_t stride, int64_t n, sample_bins *sb)
+{
+#ifdef KILN_X86_KERNELS
+    if (kiln_cpu_isa_level() >= KILN_ISA_AVX512) {
+        sample_points_512(fb, stride, n, sb);
+        return;
+    }
+#endif
+    sample_points_scalar(fb, stride, 0, n, sb);
+}
+
+static size_t near_points(const uint32_t *point, int64_t n, uint32_t lo, uint32_t hi, uint32_t *near)
+{
+#ifdef KILN_X86_KERNELS
+    if (kiln_cpu_isa_level() >= KILN_ISA_AVX512)
+        return near_points_512(point, n, lo, hi, near);
+#endif
+    size_t m = 0;
+    for (int64_t s = 0; s < n; ++s) { /* a branch here would mispredict at every near point */
+        near[m] = point[s];
+        m += point[s] >= lo && point[s] < hi;
+    }
+    return m;
+}
+
 static band_plan sampled_band(const uint32_t *fb, int64_t V, uint64_t tail_mass, sample_bins *sb)
 {
     const int64_t stride = V / SAMPLES;
@@ -277,17 +432,12 @@ static band_plan sampled_band(const uint32_t *fb, int64_t V, uint64_t tail_mass,
     const uint32_t infinite = kiln_f32_bits(__builtin_inff());
     memset(sb->count, 0, sizeof sb->count);
     memset(sb->mass, 0, sizeof sb->mass);
-    int64_t zero = 0;
+    sample_points(fb, stride, n, sb);
     for (int64_t s = 0; s < n; ++s) {
-        const uint32_t f = sb->point[s] = fb[s * stride];
-        if (f < one) {
-            ++zero;
-            continue;
-        }
-        const int b = bin_of(f);
-        sb->count[b]++;
-        sb->mass[b] += kiln_cpu_fbits_mass(f);
+        sb->count[sb->point_bin[s]]++;
+        sb->mass[sb->point_bin[s]] += sb->point_mass[s];
     }
+    const int64_t zero = sb->count[BINS];
     int c = 0, top = 0;
     for (int b = 0; b < BINS; ++b)
         top = sb->count[b] ? b : top;
@@ -341,14 +491,9 @@ static band_plan sampled_band(const uint32_t *fb, int64_t V, uint64_t tail_mass,
     /* Fine edges for the first band: the points of bins lo_bin[0]..hi_bin[0]
      * in order, the crossing point among them, `width` points either side
      * (a band of few bins' worth of tokens even where one bin holds many) */
-    size_t m = 0;
     const uint32_t near_lo = bin_edge(lo_bin[0]) > one ? bin_edge(lo_bin[0]) : one;
     const uint32_t near_hi = bin_edge(hi_bin[0] + 1);
-    for (int64_t s = 0; s < n; ++s) { /* a branch here would mispredict at every near point */
-        const uint32_t f = sb->point[s];
-        sb->near[m] = f;
-        m += f >= near_lo && f < near_hi;
-    }
+    const size_t m = near_points(sb->point, n, near_lo, near_hi, sb->near);
     const uint32_t *v = kiln_cpu_sort_u32(sb->near, sb->tmp, m);
     size_t i = 0;
     for (uint64_t t = tail_lo; i + 1 < m; ++i) {
@@ -394,6 +539,7 @@ int kiln_cpu_keep_top_p(const kiln_cpu_row *row, float m, float c, float top_p, 
     const int64_t chunks = (V + KILN_CPU_CHUNK - 1) / KILN_CPU_CHUNK;
     uint64_t *sums = sc->w + V - chunks, *w = sc->w;
     uint32_t *ids = sc->cand;
+    uint32_t *starts = sc->marks; /* chunks + 1 entries: where each chunk's band ids begin */
     uint32_t t_lo = plan.lo, t_hi = plan.hi;
     uint64_t above = 0, band = 0;
     size_t n = 0;
@@ -401,7 +547,7 @@ int kiln_cpu_keep_top_p(const kiln_cpu_row *row, float m, float c, float top_p, 
         /* min-p must not remove a band token: then it removes nothing kept */
         if (attempt == 3 || t_lo >= t_hi || kiln_cpu_fbits_mass(t_lo) < lo)
             return 0;
-        above = band_pass(fb, V, t_lo, t_hi, sums, ids, &n);
+        above = band_pass(fb, V, t_lo, t_hi, sums, ids, &n, starts);
         if (above >= target) {
             t_lo = t_hi;
             t_hi = t_hi == plan.hi ? plan.up_hi : infinite;
@@ -425,28 +571,16 @@ int kiln_cpu_keep_top_p(const kiln_cpu_row *row, float m, float c, float top_p, 
     /* the kept set is chunked: the tokens of the cut's prefix (every one
      * above the band, and min-p removes none of them); its chunk sums live
      * in tmp[1].w, where the other chunked sets keep theirs */
-    uint64_t kept = above;
-    /* ids ascend, so a chunk's band tokens are consecutive: their sum stays
-     * in a register (an add into sums per token would wait on the last one's
-     * store), and membership selects the mass instead of branching on a
-     * coin-flip (the cut splits the band; the test of
-     * kiln_cpu_in_packed_prefix in bitwise form) */
-    uint64_t run = 0;
-    uint32_t chunk = n ? ids[0] / KILN_CPU_CHUNK : 0;
-    for (size_t j = 0; j < n; ++j) {
-        const uint32_t cj = ids[j] / KILN_CPU_CHUNK;
-        if (cj != chunk) {
-            sums[chunk] += run;
-            kept += run;
-            chunk = cj;
-            run = 0;
-        }
-        const uint64_t in = (uint64_t)((key[j] > cut.key) | ((key[j] == cut.key) & (j <= at)));
-        run += w[j] & (0 - in);
-    }
-    if (n) {
-        sums[chunk] += run;
-        kept += run;
+    /* ids ascend, so a chunk's band tokens are the run starts[c] ..
+     * starts[c + 1] - 1: the kept band masses become inclusive prefix sums in
+     * place, and a chunk adds the difference at its run's ends. No branch
+     * per token (a chunk's run ends at random), and membership selects the
+     * mass instead of branching on a coin-flip (the cut splits the band; the
+     * test of kiln_cpu_in_packed_prefix in bitwise form, kept_prefix) */
+    const uint64_t kept = above + kept_prefix(key, w, n, cut.key, at);
+    for (int64_t ch = 0; ch < chunks; ++ch) {
+        const uint32_t s0 = starts[ch], s1 = starts[ch + 1];
+        sums[ch] += (s1 ? w[s1 - 1] : 0) - (s0 ? w[s0 - 1] : 0);
     }
     memcpy(sc->tmp[1].w, sums, (size_t)chunks * sizeof *sums);
     memset(out, 0, sizeof *out);
