@@ -68,10 +68,27 @@ static void check_row(const kiln_cpu_row *row, float m, float c, int32_t qmin, c
                 cr_assert_eq(w[i], ref[start + i], "%s %s: span at %lld", what, isa_name(isa),
                              (long long)(start + i));
         }
-        if (!mc.masked)
+        if (!mc.masked) {
             for (int64_t i = 0; i < V; ++i)
                 cr_assert_eq(fb[i], kiln_cpu_mass_fbits(kiln_cpu_row_at(row, i), m, c),
                              "%s %s: fbits at %lld", what, isa_name(isa), (long long)i);
+            /* the pass that also leaves every 16th token's fbits (top-p's sample) */
+            const int64_t n16 = (V + 15) / 16;
+            uint32_t *e16 = malloc((size_t)(n16 + 1) * 4);
+            memset(fb, 0xAB, (size_t)V * 4);
+            e16[n16] = 0xCDCDCDCDu;
+            cr_assert_eq(kiln_cpu_mass_fbits_every16(row, &mc, fb, e16), total, "%s %s: every16 total",
+                         what, isa_name(isa));
+            for (int64_t i = 0; i < V; ++i)
+                cr_assert_eq(fb[i], kiln_cpu_mass_fbits(kiln_cpu_row_at(row, i), m, c),
+                             "%s %s: every16's fbits at %lld", what, isa_name(isa), (long long)i);
+            for (int64_t t = 0; t < n16; ++t)
+                cr_assert_eq(e16[t], fb[16 * t], "%s %s: every16[%lld]", what, isa_name(isa),
+                             (long long)t);
+            cr_assert_eq(e16[n16], 0xCDCDCDCDu, "%s %s: every16 wrote past its end", what,
+                         isa_name(isa));
+            free(e16);
+        }
         /* the entropy sums, over every counted token and over a canonical
          * prefix cut at a token (ties at its key split by id) */
         for (int with_cut = 0; with_cut < 2; ++with_cut) {

@@ -228,8 +228,9 @@ KILN_T512 KILN_INLINE __m512 load_512(const void *data, const int bf16, int64_t 
 }
 
 KILN_T512 KILN_INLINE uint64_t chunks_512_body(const kiln_cpu_row *row, const kiln_cpu_mass_ctx *mc,
-                                               uint64_t *chunk_sums, uint32_t *fbits, const int bf16,
-                                               const int fused, const int masked, const int with_fb)
+                                               uint64_t *chunk_sums, uint32_t *fbits, uint32_t *every16,
+                                               const int bf16, const int fused, const int masked,
+                                               const int with_fb, const int with_every16)
 {
     const __m512 vm = _mm512_set1_ps(mc->m), vc = _mm512_set1_ps(mc->c23);
     const __m512i qmin = _mm512_set1_epi32(mc->qmin);
@@ -265,11 +266,17 @@ KILN_T512 KILN_INLINE uint64_t chunks_512_body(const kiln_cpu_row *row, const ki
                 /* 128-bit lane k of fb0 holds tokens 8k..8k+3, of fb1 8k+4..8k+7 */
                 const __m512i first = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
                 const __m512i second = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
-                _mm512_storeu_si512(fbits + i, _mm512_permutex2var_epi64(fb0, first, fb1));
-                _mm512_storeu_si512(fbits + i + 16, _mm512_permutex2var_epi64(fb0, second, fb1));
-            } else if (with_fb) {
+                const __m512i lo = _mm512_permutex2var_epi64(fb0, first, fb1);
+                fb1 = _mm512_permutex2var_epi64(fb0, second, fb1);
+                fb0 = lo;
+            }
+            if (with_fb) {
                 _mm512_storeu_si512(fbits + i, fb0);
                 _mm512_storeu_si512(fbits + i + 16, fb1);
+            }
+            if (with_every16) {
+                every16[i >> 4] = (uint32_t)_mm_cvtsi128_si32(_mm512_castsi512_si128(fb0));
+                every16[(i >> 4) + 1] = (uint32_t)_mm_cvtsi128_si32(_mm512_castsi512_si128(fb1));
             }
         }
         for (; i < end; i += 16) {
@@ -284,6 +291,8 @@ KILN_T512 KILN_INLINE uint64_t chunks_512_body(const kiln_cpu_row *row, const ki
                 else
                     _mm512_mask_storeu_epi32(fbits + i, (__mmask16)((1u << left) - 1), fb0);
             }
+            if (with_every16)
+                every16[i >> 4] = (uint32_t)_mm_cvtsi128_si32(_mm512_castsi512_si128(fb0));
         }
         const uint64_t sum = (uint64_t)_mm512_reduce_add_epi64(
             _mm512_add_epi64(_mm512_add_epi64(a0, b0), _mm512_add_epi64(a1, b1)));
@@ -295,12 +304,14 @@ KILN_T512 KILN_INLINE uint64_t chunks_512_body(const kiln_cpu_row *row, const ki
 }
 
 KILN_T512 static uint64_t chunks_512(const kiln_cpu_row *row, const kiln_cpu_mass_ctx *mc,
-                                     uint64_t *chunk_sums, uint32_t *fbits)
+                                     uint64_t *chunk_sums, uint32_t *fbits, uint32_t *every16)
 {
-    /* one specialised loop per (dtype, fused, masked, fbits wanted) */
-#define KILN_CHUNKS(b, f, k)                                                          \
-    return fbits ? chunks_512_body(row, mc, chunk_sums, fbits, b, f, k, 1)            \
-                 : chunks_512_body(row, mc, chunk_sums, NULL, b, f, k, 0)
+    /* one specialised loop per (dtype, fused, masked, fbits wanted, every
+     * 16th fbits wanted) */
+#define KILN_CHUNKS(b, f, k)                                                                      \
+    return every16 ? chunks_512_body(row, mc, chunk_sums, fbits, every16, b, f, k, 1, 1)          \
+           : fbits ? chunks_512_body(row, mc, chunk_sums, fbits, NULL, b, f, k, 1, 0)             \
+                   : chunks_512_body(row, mc, chunk_sums, NULL, NULL, b, f, k, 0, 0)
     if (row->bf16) {
         if (mc->fused) {
             if (mc->masked) KILN_CHUNKS(1, 1, 1); else KILN_CHUNKS(1, 1, 0);
@@ -602,11 +613,25 @@ uint64_t kiln_cpu_mass_chunks(const kiln_cpu_row *row, const kiln_cpu_mass_ctx *
 #ifdef KILN_X86_KERNELS
     const kiln_cpu_isa isa = kiln_cpu_isa_level();
     if (isa == KILN_ISA_AVX512)
-        return chunks_512(row, mc, chunk_sums, fbits);
+        return chunks_512(row, mc, chunk_sums, fbits, NULL);
     if (isa == KILN_ISA_AVX2)
         return chunks_256(row, mc, chunk_sums, fbits);
 #endif
     return chunks_scalar(row, mc, chunk_sums, fbits);
+}
+
+uint64_t kiln_cpu_mass_fbits_every16(const kiln_cpu_row *row, const kiln_cpu_mass_ctx *mc,
+                                     uint32_t *fbits, uint32_t *every16)
+{
+#ifdef KILN_X86_KERNELS
+    /* AVX-512 takes them from its registers; elsewhere they are read back */
+    if (kiln_cpu_isa_level() == KILN_ISA_AVX512)
+        return chunks_512(row, mc, NULL, fbits, every16);
+#endif
+    const uint64_t total = kiln_cpu_mass_chunks(row, mc, NULL, fbits);
+    for (int64_t t = 0; 16 * t < row->n; ++t)
+        every16[t] = fbits[16 * t];
+    return total;
 }
 
 void kiln_cpu_mass_span(const kiln_cpu_row *row, int64_t start, int64_t len,

@@ -72,6 +72,11 @@ uint64_t kiln_cpu_mass_of_q(int32_t q);
 uint64_t kiln_cpu_mass_chunks(const kiln_cpu_row *row, const kiln_cpu_mass_ctx *mc,
                               uint64_t *chunk_sums, uint32_t *fbits);
 
+/* kiln_cpu_mass_chunks with fbits wanted and no chunk sums, and every16[t] =
+ * fbits[16 t] for 16 t < row->n (a sample the pass writes as it goes). */
+uint64_t kiln_cpu_mass_fbits_every16(const kiln_cpu_row *row, const kiln_cpu_mass_ctx *mc,
+                                     uint32_t *fbits, uint32_t *every16);
+
 /* w[i] = kiln_mass of token start + i, for i < len (len <= KILN_CPU_CHUNK). */
 void kiln_cpu_mass_span(const kiln_cpu_row *row, int64_t start, int64_t len,
                         const kiln_cpu_mass_ctx *mc, uint64_t *w);

@@ -324,8 +324,9 @@ typedef struct sample_bins {
     uint32_t near[2 * SAMPLES], tmp[2 * SAMPLES]; /* the sample points near the cut */
 } sample_bins;
 
-/* it lives in the scratch w, V >= 8 SAMPLES words of 8 bytes */
-_Static_assert(sizeof(sample_bins) <= 8 * SAMPLES * sizeof(uint64_t), "sample_bins fits in w");
+/* it lives in the scratch w, V >= 8 SAMPLES words of 8 bytes, followed by
+ * the V / 16 words of every16: 8 V - 4 V / 16 >= 62 SAMPLES bytes */
+_Static_assert(sizeof(sample_bins) + 64 <= 62 * SAMPLES, "sample_bins and every16 fit in w");
 
 static uint32_t bin_edge(int b)
 {
@@ -424,15 +425,24 @@ static size_t near_points(const uint32_t *point, int64_t n, uint32_t lo, uint32_
     return m;
 }
 
-static band_plan sampled_band(const uint32_t *fb, int64_t V, uint64_t tail_mass, sample_bins *sb)
+/* The sample's stride: a multiple of 16, so its points are among the fbits
+ * the mass pass leaves in every16 (every16[t] = fbits[16 t]). */
+static int64_t sample_stride(int64_t V)
 {
-    const int64_t stride = V / SAMPLES;
-    const int64_t n = V / stride; /* < 2 SAMPLES */
+    const int64_t s = V / SAMPLES / 16 * 16;
+    return s > 16 ? s : 16;
+}
+
+static band_plan sampled_band(const uint32_t *every16, int64_t V, uint64_t tail_mass,
+                              sample_bins *sb)
+{
+    const int64_t stride = sample_stride(V);
+    const int64_t n = V / stride; /* < 2 SAMPLES: stride > V / SAMPLES / 2, and n <= V / 16 */
     const uint32_t one = kiln_f32_bits(1.0f); /* the smallest fbits of a non-zero mass */
     const uint32_t infinite = kiln_f32_bits(__builtin_inff());
     memset(sb->count, 0, sizeof sb->count);
     memset(sb->mass, 0, sizeof sb->mass);
-    sample_points(fb, stride, n, sb);
+    sample_points(every16, stride / 16, n, sb); /* fbits[s * stride] */
     for (int64_t s = 0; s < n; ++s) {
         sb->count[sb->point_bin[s]]++;
         sb->mass[sb->point_bin[s]] += sb->point_mass[s];
@@ -522,7 +532,10 @@ int kiln_cpu_keep_top_p(const kiln_cpu_row *row, float m, float c, float top_p, 
         return 0;
     const kiln_cpu_mass_ctx mc = kiln_cpu_mass_ctx_init(m, c);
     uint32_t *fb = sc->tmp[0].id;
-    const uint64_t total = kiln_cpu_mass_chunks(row, &mc, NULL, fb);
+    /* the every-16th fbits after the sample's bins in w (it fits:
+     * _Static_assert at sample_bins) */
+    uint32_t *every16 = (uint32_t *)((char *)sc->w + (sizeof(sample_bins) + 63) / 64 * 64);
+    const uint64_t total = kiln_cpu_mass_fbits_every16(row, &mc, fb, every16);
     *total_all = total;
     const uint64_t target = kiln_ceil_scale(top_p, total);
     const uint32_t one = kiln_f32_bits(1.0f), infinite = kiln_f32_bits(__builtin_inff());
@@ -531,7 +544,7 @@ int kiln_cpu_keep_top_p(const kiln_cpu_row *row, float m, float c, float top_p, 
     const band_plan max_ties = { kiln_f32_bits(0x1p40f), infinite, infinite, one };
     const band_plan plan = target <= KILN_MASS_ONE
                                ? max_ties
-                               : sampled_band(fb, V, total - target, (sample_bins *)sc->w);
+                               : sampled_band(every16, V, total - target, (sample_bins *)sc->w);
 
     /* the chunk sums at the end of w, the band's masses at its start; a cut
      * above the band (a head the sample missed) or below it takes the next
