@@ -306,14 +306,17 @@ enum { TOP_DIGITS = 32 };
 
 static int64_t top_k_stride(int64_t V)
 {
-    return V >= 16384 ? 16 : 1;
+    return V >= 65536 ? 32 : V >= 16384 ? 16 : 1;
 }
 
-/* about 1.5 k + 64 candidates, counted in sampled tokens */
+/* about 1.5 k + 64 candidates, counted in sampled tokens (2 k + 128 at
+ * stride 32, whose sample counts half as many: the margin over k in
+ * standard deviations of that count stays about the same) */
 static uint64_t top_k_want(int64_t V, int64_t k)
 {
     const int64_t stride = top_k_stride(V);
-    return (uint64_t)((3 * k / 2 + 64 + stride - 1) / stride);
+    const int64_t aim = stride > 16 ? 2 * k + 128 : 3 * k / 2 + 64;
+    return (uint64_t)((aim + stride - 1) / stride);
 }
 
 /* Whether the candidates come from a threshold (else the row is not much
