@@ -102,9 +102,20 @@ kiln_cpu_kept kiln_cpu_keep_min_p(const kiln_cpu_row *row, float m, float c, uin
     }
     if (n > limit)
         return kiln_cpu_keep_dense(row, &mc, chunks);
+    /* the kept logits side by side (in chunks, unused by a sparse set), so
+     * the vector mass pass computes their masses, then the prefix; every
+     * kept token has q >= qmin, so the unmasked masses are theirs */
+    float *kept_x = (float *)chunks;
+    for (size_t j = 0; j < n; ++j)
+        kept_x[j] = kiln_cpu_row_at(row, ids[j]);
+    const kiln_cpu_row kept_row = { kept_x, 0, (int64_t)n };
+    const kiln_cpu_mass_ctx plain = kiln_cpu_mass_ctx_init(m, c);
+    for (size_t j = 0; j < n; j += KILN_CPU_CHUNK)
+        kiln_cpu_mass_span(&kept_row, (int64_t)j,
+                           (int64_t)(n - j < KILN_CPU_CHUNK ? n - j : KILN_CPU_CHUNK), &plain, w + j);
     uint64_t run = 0;
     for (size_t j = 0; j < n; ++j) {
-        run += kiln_mass(kiln_cpu_row_at(row, ids[j]), m, c);
+        run += w[j];
         w[j] = run;
     }
     kiln_cpu_kept k;
