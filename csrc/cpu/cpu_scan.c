@@ -260,6 +260,15 @@ int64_t kiln_cpu_row_find_first(const kiln_cpu_row *row, float value)
                            (uint16_t)(kiln_order_key(value) >> 16));
 }
 
+/* The samples read blocks a cache line apart or more, before any pass has
+ * brought the row into the cache: each loop prefetches the block 16 ahead
+ * (without, the top-k sample took longer than the pass after it). */
+static inline void prefetch_token(const kiln_cpu_row *row, int64_t i)
+{
+    if (i < row->n)
+        __builtin_prefetch((const char *)row->data + (size_t)i * (row->bf16 ? 2 : 4));
+}
+
 /* The key histogram of a row in place: a bf16's 16-bit key is the top half
  * of the f32 one, so its top 11 bits are too. stride 1 counts every token;
  * a larger stride counts blocks of 8 consecutive tokens every 8 stride
@@ -296,15 +305,9 @@ KILN_T256 static uint32_t key_hist_top_256(const kiln_cpu_row *row, int64_t stri
 {
     const __m256i reach = _mm256_set1_epi32((int)span + 1);
     __m256i top = _mm256_setzero_si256();
-    /* The blocks are a line apart or more, read before any pass brought the
-     * row into the cache, and a mispredicted `bits` test discards the loads
-     * issued after it: prefetched 16 blocks ahead, they arrive while the
-     * loop works (without, the sample took longer than the pass after it). */
-    const int64_t ahead = 16 * 8 * stride;
-    const size_t esize = row->bf16 ? 2 : 4;
+    /* a mispredicted `bits` test discards the loads issued after it */
     for (int64_t i = 0; i + 8 <= row->n; i += 8 * stride) {
-        if (i + ahead < row->n)
-            __builtin_prefetch((const char *)row->data + (size_t)(i + ahead) * esize);
+        prefetch_token(row, i + 16 * 8 * stride);
         const __m256i dv = block_digit_vec_256(row, i);
         top = _mm256_max_epu32(top, dv);
         uint32_t bits = (uint32_t)_mm256_movemask_ps(
@@ -404,13 +407,9 @@ uint64_t kiln_cpu_row_key_hist_top(const kiln_cpu_row *row, int64_t stride, uint
 
 float kiln_cpu_row_sample_max(const kiln_cpu_row *row)
 {
-    /* the row's first touch, a line per block: prefetched 16 blocks ahead,
-     * as the top-k sample is */
-    const size_t esize = row->bf16 ? 2 : 4;
     float best = -__builtin_inff();
     for (int64_t i = 0; i < row->n; i += 1024) {
-        if (i + 16 * 1024 < row->n)
-            __builtin_prefetch((const char *)row->data + (size_t)(i + 16 * 1024) * esize);
+        prefetch_token(row, i + 16 * 1024);
         for (int64_t k = i; k < i + 8 && k < row->n; ++k) {
             const float x = kiln_cpu_row_at(row, k);
             best = x > best ? x : best; /* NaN never wins */
